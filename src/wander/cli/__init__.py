@@ -1,0 +1,1 @@
+"""Command-line interface: ``wander <subcommand>``; each subcommand is a thin wrapper over the API."""
