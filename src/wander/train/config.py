@@ -1,0 +1,330 @@
+"""Training configuration: YAML -> nested frozen dataclasses with strict validation.
+
+Names follow DeePMD-kit (``model.type_map``, ``model.descriptor``, ``model.fitting_net``,
+``learning_rate``, ``loss``, ``training``). Unknown keys are errors with a did-you-mean hint, values
+are type- and range-checked, and data paths are resolved relative to the YAML file. New sections
+(e.g. Hamiltonian loss terms per category) are new dataclass fields; the loader needs no change.
+See docs/model.md for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "DescriptorConfig",
+    "FittingConfig",
+    "ModelConfig",
+    "LearningRateConfig",
+    "LossConfig",
+    "DataConfig",
+    "TrainingConfig",
+    "load_config",
+    "parse_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """Invalid training configuration; the message names the offending key path."""
+
+
+# ---------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class DescriptorConfig:
+    """``model.descriptor`` (DeePMD ``se_e2_a``)."""
+
+    sel: tuple[int, ...]
+    type: str = "se_e2_a"
+    rcut: float = 6.0
+    rcut_smth: float = 0.5
+    neuron: tuple[int, ...] = (25, 50, 100)
+    axis_neuron: int = 16
+    resnet_dt: bool = False
+    type_one_side: bool = False
+    activation_function: str = "tanh"
+    precision: str = "float64"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.type == "se_e2_a", "type", f"only 'se_e2_a' is supported, got {self.type!r}")
+        _check(self.rcut > 0, "rcut", "must be > 0")
+        _check(0 <= self.rcut_smth < self.rcut, "rcut_smth", "must satisfy 0 <= rcut_smth < rcut")
+        _check(len(self.sel) > 0 and all(s >= 0 for s in self.sel) and sum(self.sel) > 0,
+               "sel", "must be non-negative integers with a positive sum")
+        _check(len(self.neuron) > 0 and all(n > 0 for n in self.neuron), "neuron", "must be positive integers")
+        _check(1 <= self.axis_neuron <= self.neuron[-1], "axis_neuron", "must lie in [1, neuron[-1]]")
+        _check(self.precision in ("float64", "float32"), "precision", "must be 'float64' or 'float32'")
+        _check_activation(self.activation_function)
+
+
+@dataclass(frozen=True)
+class FittingConfig:
+    """``model.fitting_net``."""
+
+    neuron: tuple[int, ...] = (240, 240, 240)
+    resnet_dt: bool = True
+    activation_function: str = "tanh"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(all(n > 0 for n in self.neuron), "neuron", "must be positive integers")
+        _check_activation(self.activation_function)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model``."""
+
+    type_map: tuple[str, ...]
+    descriptor: DescriptorConfig
+    fitting_net: FittingConfig = field(default_factory=FittingConfig)
+    data_stat_nbatch: int = 10
+
+    def __post_init__(self) -> None:
+        _check(len(self.type_map) > 0, "type_map", "must not be empty")
+        _check(len(set(self.type_map)) == len(self.type_map), "type_map", "has duplicates")
+        _check(len(self.descriptor.sel) == len(self.type_map), "descriptor.sel",
+               f"needs one entry per type in type_map ({len(self.type_map)})")
+        _check(self.data_stat_nbatch >= 1, "data_stat_nbatch", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class LearningRateConfig:
+    """``learning_rate``: ``lr(step) = max(start_lr * r^(step // decay_steps), stop_lr)`` (DeePMD ``exp``)."""
+
+    type: str = "exp"
+    start_lr: float = 1e-3
+    stop_lr: float = 1e-8
+    decay_steps: int = 5000
+
+    def __post_init__(self) -> None:
+        _check(self.type == "exp", "type", f"only 'exp' is supported, got {self.type!r}")
+        _check(self.start_lr > 0, "start_lr", "must be > 0")
+        _check(0 < self.stop_lr <= self.start_lr, "stop_lr", "must satisfy 0 < stop_lr <= start_lr")
+        _check(self.decay_steps > 0, "decay_steps", "must be > 0")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """``loss``: prefactors ``p = limit + (start - limit) * lr / start_lr`` per term (DeePMD ``ener``)."""
+
+    type: str = "ener"
+    start_pref_e: float = 0.02
+    limit_pref_e: float = 1.0
+    start_pref_f: float = 1000.0
+    limit_pref_f: float = 1.0
+    start_pref_v: float = 0.0
+    limit_pref_v: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.type == "ener", "type", f"only 'ener' is supported, got {self.type!r}")
+        for f in dataclasses.fields(self):
+            if f.name.startswith(("start_pref", "limit_pref")):
+                _check(getattr(self, f.name) >= 0, f.name, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``training.training_data`` / ``training.validation_data``.
+
+    ``systems``: extxyz (or any ASE-readable) files and/or DeePMD npy system folders.
+    ``numb_btch``: validation batches evaluated at every display step (validation only).
+    """
+
+    systems: tuple[str, ...]
+    numb_btch: int = 1
+
+    def __post_init__(self) -> None:
+        _check(len(self.systems) > 0, "systems", "must list at least one file or folder")
+        _check(self.numb_btch >= 1, "numb_btch", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """``training``."""
+
+    training_data: DataConfig
+    validation_data: DataConfig | None = None
+    numb_steps: int = 1000
+    batch_size: int = 1
+    disp_freq: int = 100
+    save_freq: int = 1000
+    seed: int = 1
+    disp_file: str = "lcurve.out"
+    tensorboard: bool = True
+    tensorboard_log_dir: str = "tensorboard"
+
+    def __post_init__(self) -> None:
+        for name in ("numb_steps", "batch_size", "disp_freq", "save_freq"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole training configuration."""
+
+    model: ModelConfig
+    training: TrainingConfig
+    learning_rate: LearningRateConfig = field(default_factory=LearningRateConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists instead of tuples), suitable for YAML and checkpoints."""
+        return _plain(dataclasses.asdict(self))
+
+
+# ---------------------------------------------------------------------------- loading
+class _FieldError(ValueError):
+    def __init__(self, key: str, msg: str) -> None:
+        super().__init__(msg)
+        self.key = key
+
+
+def _check(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise _FieldError(key, msg)
+
+
+def _check_activation(name: str) -> None:
+    known = ("tanh", "gelu", "relu", "softplus", "sigmoid", "linear", "none")
+    _check(name in known, "activation_function", f"unknown {name!r}; choose from {list(known)}")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _convert(value, inner[0], path)
+        raise TypeError(f"unsupported annotation {tp}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is tuple:
+        (elem, _) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(v, elem, f"{path}[{k}]") for k, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = path or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {sorted(fields)}"
+            raise ConfigError(f"unknown key '{_join(path, str(key))}'{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], _join(path, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key '{_join(path, name)}'")
+    try:
+        return cls(**kwargs)
+    except _FieldError as exc:
+        raise ConfigError(f"{_join(path, exc.key)}: {exc}") from None
+
+
+def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> Config:
+    """Validate a config dict; relative data paths are resolved against ``base_dir`` when given."""
+    cfg = _build(Config, data, "")
+    if base_dir is None:
+        return cfg
+    base = Path(base_dir)
+
+    def resolve(dc: DataConfig | None) -> DataConfig | None:
+        if dc is None:
+            return None
+        return dataclasses.replace(dc, systems=tuple(
+            s if os.path.isabs(s) else str((base / s).resolve()) for s in dc.systems
+        ))
+
+    training = dataclasses.replace(
+        cfg.training,
+        training_data=resolve(cfg.training.training_data),
+        validation_data=resolve(cfg.training.validation_data),
+    )
+    return dataclasses.replace(cfg, training=training)
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and validate a YAML config; data paths are relative to the file's folder."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+    if data is None:
+        raise ConfigError(f"{p}: empty config")
+    try:
+        return parse_config(data, base_dir=p.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    import yaml
+
+    p = Path(path)
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

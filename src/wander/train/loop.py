@@ -1,0 +1,271 @@
+"""Training loop: Adam + exp learning rate, DeePMD-style learning curve, checkpoints, exact resume.
+
+Outputs in the run folder:
+
+- ``config.yaml``    the resolved config
+- ``lcurve.out``     learning curve (``training.disp_file``), one line per display step
+- ``tensorboard/``   TensorBoard scalars (``training.tensorboard``)
+- ``checkpoint.pt``  latest checkpoint (every ``save_freq`` steps and at the end)
+- ``model.pt``       final model (same format)
+
+Resuming from ``checkpoint.pt`` restores parameters, optimizer, step, the torch RNG and the batch
+sampler, and truncates ``lcurve.out`` to the checkpoint's step, so a run that was killed and resumed
+produces the same parameters and learning curve as an uninterrupted run (tested bit for bit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from wander.data.datasets import load_graphs
+from wander.data.graph import AtomGraph, collate
+from wander.nn.model import PRECISIONS, ForceField
+from wander.train.checkpoint import load_checkpoint, save_checkpoint
+from wander.train.config import Config, save_config
+from wander.train.loss import EnergyLoss, ExpLearningRate
+
+__all__ = ["BatchSampler", "train", "evaluate"]
+
+log = logging.getLogger("wander.train")
+
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.pt"
+
+
+class BatchSampler:
+    """Shuffled mini-batches of frame indices, epoch by epoch, from a seeded generator.
+
+    Its complete state (generator, current permutation, cursor) is saved in checkpoints.
+    """
+
+    def __init__(self, n_frames: int, batch_size: int, seed: int) -> None:
+        if n_frames < 1:
+            raise ValueError("no training frames")
+        self.n_frames = int(n_frames)
+        self.batch_size = int(batch_size)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.perm = torch.randperm(self.n_frames, generator=self.generator)
+        self.cursor = 0
+
+    def next_batch(self) -> list[int]:
+        out: list[int] = []
+        while len(out) < self.batch_size:
+            if self.cursor == self.n_frames:
+                self.perm = torch.randperm(self.n_frames, generator=self.generator)
+                self.cursor = 0
+            take = min(self.batch_size - len(out), self.n_frames - self.cursor)
+            out.extend(int(k) for k in self.perm[self.cursor : self.cursor + take])
+            self.cursor += take
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "cursor": self.cursor,
+                "n_frames": self.n_frames}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state["n_frames"]) != self.n_frames:
+            raise ValueError(f"checkpoint sampler has {state['n_frames']} frames, data has {self.n_frames}")
+        self.generator.set_state(state["generator"])
+        self.perm = state["perm"].clone()
+        self.cursor = int(state["cursor"])
+
+
+def _batches(graphs: Sequence[AtomGraph], batch_size: int, limit: int | None = None) -> list[AtomGraph]:
+    frames = list(graphs)[: (limit * batch_size if limit else None)]
+    return [collate(frames[k : k + batch_size]) for k in range(0, len(frames), batch_size)]
+
+
+def evaluate(
+    model: ForceField, batches: Sequence[AtomGraph], loss_fn: EnergyLoss, lr: float, compute_virial: bool
+) -> dict[str, float]:
+    """Metrics averaged over batches (RMSEs combined as root of mean squares)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for batch in batches:
+        pred = model(batch, compute_virial=compute_virial, create_graph=False)
+        _, metrics = loss_fn(pred, batch, lr)
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + v * v
+            counts[k] = counts.get(k, 0) + 1
+    return {k: (sums[k] / counts[k]) ** 0.5 for k in sums}
+
+
+class _Curve:
+    """``lcurve.out`` writer (DeePMD column layout)."""
+
+    def __init__(self, path: Path, has_val: bool, has_virial: bool) -> None:
+        self.path = path
+        self.keys = ["rmse", "rmse_e", "rmse_f"] + (["rmse_v"] if has_virial else [])
+        self.has_val = has_val
+
+    def header(self) -> str:
+        cols = []
+        for k in self.keys:
+            cols += ([f"{k}_val"] if self.has_val else []) + [f"{k}_trn"]
+        return "# " + "step".rjust(5) + "".join(c.rjust(13) for c in cols) + "lr".rjust(11) + "\n"
+
+    def line(self, step: int, trn: dict[str, float], val: dict[str, float] | None, lr: float) -> str:
+        vals = []
+        for k in self.keys:
+            if self.has_val:
+                vals.append((val or {}).get(k, float("nan")))
+            vals.append(trn.get(k, float("nan")))
+        return f"{step:7d}" + "".join(f"{v:13.4e}" for v in vals) + f"{lr:11.3e}\n"
+
+    def start(self, resume_step: int | None) -> None:
+        lines = [self.header()]
+        if resume_step is not None and self.path.is_file():
+            for text in self.path.read_text().splitlines(keepends=True):
+                if text.startswith("#"):
+                    continue
+                if int(text.split()[0]) <= resume_step:
+                    lines.append(text)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(lines)
+        os.replace(tmp, self.path)
+
+    def append(self, text: str) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(text)
+            fh.flush()
+
+
+_RESUME_MUST_MATCH = ("model", "learning_rate", "loss")
+_RESUME_TRAINING_MUST_MATCH = ("training_data", "batch_size", "seed", "numb_steps")
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
+    current = cfg.to_dict()
+    for key in _RESUME_MUST_MATCH:
+        if saved[key] != current[key]:
+            raise ValueError(f"cannot resume: config section '{key}' differs from the checkpoint's")
+    for key in _RESUME_TRAINING_MUST_MATCH:
+        if saved["training"][key] != current["training"][key]:
+            raise ValueError(f"cannot resume: 'training.{key}' differs from the checkpoint's")
+
+
+def train(
+    cfg: Config,
+    output_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> ForceField:
+    """Train a force field as configured; returns the trained model (eval mode).
+
+    ``on_step(step)`` is called after every completed step (after any checkpoint of that step).
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tcfg = cfg.training
+    model_dict = cfg.to_dict()["model"]
+    dtype = PRECISIONS[cfg.model.descriptor.precision]
+    type_map = list(cfg.model.type_map)
+    rcut = cfg.model.descriptor.rcut
+
+    train_graphs = load_graphs(tcfg.training_data.systems, type_map, rcut, dtype=dtype)
+    val_batches: list[AtomGraph] = []
+    if tcfg.validation_data is not None:
+        val_graphs = load_graphs(tcfg.validation_data.systems, type_map, rcut, dtype=dtype)
+        val_batches = _batches(val_graphs, tcfg.batch_size, tcfg.validation_data.numb_btch)
+    has_virial = any("virial" in g.labels for g in train_graphs)
+    log.info("training frames: %d, validation batches: %d", len(train_graphs), len(val_batches))
+
+    torch.manual_seed(tcfg.seed)
+    model = ForceField.from_config(model_dict)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate.start_lr)
+    sampler = BatchSampler(len(train_graphs), tcfg.batch_size, tcfg.seed)
+    schedule = ExpLearningRate.from_config(cfg.learning_rate, tcfg.numb_steps)
+    loss_fn = EnergyLoss(cfg.loss, cfg.learning_rate.start_lr)
+    metadata: dict[str, Any] = {}
+
+    start_step = 0
+    ckpt_path = out / CHECKPOINT_NAME
+    if resume:
+        payload = load_checkpoint(ckpt_path)
+        _check_resume_config(payload["config"], cfg)
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        sampler.load_state_dict(payload["rng"]["sampler"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        start_step = int(payload["step"])
+        metadata = {k: v for k, v in payload["metadata"].items() if k == "statistics"}
+        log.info("resumed from %s at step %d", ckpt_path, start_step)
+    else:
+        stat_gen = torch.Generator().manual_seed(tcfg.seed)
+        n_stat = min(len(train_graphs), cfg.model.data_stat_nbatch * tcfg.batch_size)
+        pick = torch.randperm(len(train_graphs), generator=stat_gen)[:n_stat].tolist()
+        stats = model.compute_statistics([train_graphs[k] for k in pick])
+        if not stats["sel_ok"]:
+            log.warning("sel %s is smaller than the largest neighbour counts %s in the data; the model "
+                        "stays smooth but differs from DeePMD-kit's truncated lists",
+                        list(cfg.model.descriptor.sel), stats["max_neighbors"])
+        metadata = {"statistics": {"frames": n_stat, "max_neighbors": stats["max_neighbors"]}}
+        save_config(cfg, out / "config.yaml")
+
+    curve = _Curve(out / tcfg.disp_file, bool(val_batches), has_virial)
+    curve.start(start_step if resume else None)
+    writer = None
+    if tcfg.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / tcfg.tensorboard_log_dir),
+                                   purge_step=start_step + 1 if resume else None)
+        except ImportError:  # tensorboard is an optional extra
+            log.warning("tensorboard is not installed; no TensorBoard logs")
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=tcfg.numb_steps, initial=start_step, disable=not progress, desc="train",
+               dynamic_ncols=True, leave=False)
+
+    def save(path: Path, step: int) -> None:
+        save_checkpoint(path, cfg, model, step, optimizer=optimizer,
+                        rng={"torch": torch.get_rng_state(), "sampler": sampler.state_dict()},
+                        metadata=metadata)
+
+    try:
+        for step in range(start_step + 1, tcfg.numb_steps + 1):
+            lr = schedule(step - 1)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = collate([train_graphs[k] for k in sampler.next_batch()])
+            model.train()
+            pred = model(batch, compute_virial=has_virial, create_graph=True)
+            loss, trn = loss_fn(pred, batch, lr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+            if step == 1 or step % tcfg.disp_freq == 0:
+                model.eval()
+                val = evaluate(model, val_batches, loss_fn, lr, has_virial) if val_batches else None
+                curve.append(curve.line(step, trn, val, lr))
+                bar.set_postfix(loss=f"{trn['rmse']:.3e}", lr=f"{lr:.1e}")
+                if writer is not None:
+                    for k, v in trn.items():
+                        writer.add_scalar(f"train/{k}", v, step)
+                    for k, v in (val or {}).items():
+                        writer.add_scalar(f"valid/{k}", v, step)
+                    writer.add_scalar("lr", lr, step)
+                    writer.flush()
+            if step % tcfg.save_freq == 0 or step == tcfg.numb_steps:
+                save(ckpt_path, step)
+            if on_step is not None:
+                on_step(step)
+        final_step = max(start_step, tcfg.numb_steps)
+        save(out / MODEL_NAME, final_step)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return model.eval()
+
