@@ -17,7 +17,7 @@ demo: install
 	wander bands --structure $(OUT)/tbg.extxyz --tb-model moon-koshino --n-bands 8 --npoints 30 -o $(OUT)/bands.png
 
 test: install
-	$(PYTHON) -m pytest -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MPLBACKEND=Agg $(PYTHON) -m pytest -q
 
 bench: install
 	$(PYTHON) bench/run.py

@@ -1,8 +1,12 @@
-"""``wander test --model model.pt DATA...``: energy / force / virial errors of a trained force field.
+"""``wander test --model model.pt DATA...``: errors of a trained force field (and Hamiltonian heads).
 
-DATA are extxyz (or any ASE-readable) files or DeePMD npy system folders. Prints RMSE and MAE of the
-energy per atom (eV/atom), forces (eV/Angstrom) and virial per atom (eV/atom), per data path and
-overall. ``--json FILE`` also writes the numbers as JSON.
+DATA are extxyz (or any ASE-readable) files, DeePMD npy system folders or DFT dataset folders
+(``frames.extxyz`` + ``hamiltonians.npz``). Prints RMSE and MAE of the energy per atom (eV/atom),
+forces (eV/Angstrom) and virial per atom (eV/atom), per data path and overall. For a model with
+Hamiltonian heads and data with reference Hamiltonians it adds the block MAE / RMSE per category
+(meV) and the band RMSE within ``--window`` eV of E_F on a ``--kgrid`` grid (meV), see
+:mod:`wander.train.hamiltonian_eval`. ``--split`` keeps the frames of one dataset split.
+``--json FILE`` also writes the numbers as JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="+", help="extxyz files or DeePMD system folders")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per evaluation batch (default 8)")
     parser.add_argument("--json", metavar="FILE", help="also write the error table as JSON")
+    parser.add_argument("--split", help="only frames of this split (info['split'], e.g. valid)")
+    parser.add_argument("--kgrid", type=int, default=6, help="k-grid per periodic direction for band errors (6)")
+    parser.add_argument("--window", type=float, default=1.0, help="band-error window around E_F, eV (1.0)")
 
 
 def _format(name: str, table: dict[str, dict[str, float]], n_frames: int) -> str:
@@ -29,6 +36,16 @@ def _format(name: str, table: dict[str, dict[str, float]], n_frames: int) -> str
     return "\n".join(rows)
 
 
+def _format_hamiltonian(h: dict) -> str:
+    rows = [f"  Hamiltonian ({h['frames']} frames)"]
+    for cat, mae in h["mae_meV"].items():
+        rows.append(f"    {cat:<14s} MAE {mae:9.3f}  RMSE {h['rmse_meV'][cat]:9.3f}  meV  ({h['count'][cat]} elements)")
+    if h["band_count"]:
+        rows.append(f"    bands within +-{h['window_eV']:g} eV of E_F ({h['kgrid']}x{h['kgrid']} k): RMSE "
+                    f"{h['band_rmse_meV']:.3f} meV, max {h['band_max_meV']:.3f} meV ({h['band_count']} levels)")
+    return "\n".join(rows)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -36,21 +53,31 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from wander.data.datasets import load_graphs
-    from wander.train.checkpoint import load_model
+    from wander.train.checkpoint import load_checkpoint, load_dual_model, load_model
+    from wander.train.config import parse_config
+    from wander.train.data import load_frame_set
     from wander.train.evaluation import Predictions, error_table, predict
+    from wander.train.hamiltonian_eval import hamiltonian_errors
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
-    model = load_model(args.model)
+    if args.kgrid < 1 or not args.window > 0:
+        raise ValueError("--kgrid must be >= 1 and --window > 0")
+    hcfg = parse_config(load_checkpoint(args.model)["config"]).model.hamiltonian
+    dual = load_dual_model(args.model) if hcfg is not None else None
+    model = dual.forcefield if dual is not None else load_model(args.model)
     results: dict[str, dict] = {}
     parts: list[Predictions] = []
     for path in args.data:
-        graphs = load_graphs([path], model.type_map, model.rcut, dtype=model.dtype)
-        pred = predict(model, graphs, args.batch_size)
+        frames = load_frame_set([path], model.type_map, model.rcut, dtype=model.dtype, split=args.split,
+                                hamiltonian=hcfg)
+        pred = predict(model, frames.graphs, args.batch_size)
         parts.append(pred)
         results[path] = error_table(pred)
-        print(_format(path, results[path], len(graphs)))
+        print(_format(path, results[path], len(frames)))
+        if dual is not None and frames.n_hamiltonian:
+            results[path]["hamiltonian"] = hamiltonian_errors(dual, frames, kgrid=args.kgrid, window=args.window)
+            print(_format_hamiltonian(results[path]["hamiltonian"]))
     if len(parts) > 1:
         merged = Predictions(
             n_atoms=np.concatenate([p.n_atoms for p in parts]),

@@ -1,4 +1,4 @@
-"""``wander train config.yaml [-o DIR] [--resume]``: train a force field from a YAML config.
+"""``wander train config.yaml [-o DIR] [--resume]``: train a force field (and Hamiltonian heads) from a YAML config.
 
 Writes ``config.yaml``, ``lcurve.out``, ``tensorboard/``, ``checkpoint.pt`` and ``model.pt`` into DIR.
 See docs/model.md for the config keys.

@@ -11,6 +11,13 @@ A checkpoint is a ``torch.save`` of a dict of plain containers and tensors, load
     step        number of completed training steps
     rng         {"torch": global torch RNG state, "sampler": batch-sampler state}
     metadata    {"type_map", "wander_version", "torch_version", "created", ...}
+    hamiltonian (models with Hamiltonian heads only)
+                {"heads_config": HeadsConfig.to_dict(), "state_dict": heads parameters,
+                 "n_electrons": {element: electrons per atom} or None,
+                 "energy_zero": "fermi" (energies relative to E_F) or "absolute"}
+
+``state_dict`` always holds the force field alone, so :func:`load_model` reads the force field of
+any checkpoint; :func:`load_dual_model` rebuilds force field + heads.
 """
 
 from __future__ import annotations
@@ -19,14 +26,18 @@ import datetime
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from wander.nn.model import ForceField
 from wander.train.config import Config, parse_config
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model"]
+if TYPE_CHECKING:
+    from wander.nn.dual import DualModel
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
+           "load_dual_model"]
 
 CHECKPOINT_FORMAT = "wander.forcefield"
 CHECKPOINT_VERSION = 1
@@ -35,29 +46,43 @@ CHECKPOINT_VERSION = 1
 def save_checkpoint(
     path: str | os.PathLike,
     config: Config,
-    model: ForceField,
+    model: "ForceField | DualModel",
     step: int,
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``)."""
+    """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
+
+    ``model`` is a ForceField or a :class:`~wander.nn.dual.DualModel` (force field + heads).
+    """
     from wander import __version__
 
+    heads = getattr(model, "heads", None)
+    ff = model.forcefield if heads is not None else model
+    if (heads is not None) != config.has_hamiltonian:
+        raise ValueError("the config's model.hamiltonian section and the model disagree on Hamiltonian heads")
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().clone() for k, v in ff.state_dict().items()},
         "step": int(step),
         "metadata": {
-            "type_map": list(model.type_map),
+            "type_map": list(ff.type_map),
             "wander_version": __version__,
             "torch_version": str(torch.__version__),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(metadata or {}),
         },
     }
+    if heads is not None:
+        payload["hamiltonian"] = {
+            "heads_config": heads.config.to_dict(),
+            "state_dict": {k: v.detach().clone() for k, v in heads.state_dict().items()},
+            "n_electrons": dict(model.n_electrons) if model.n_electrons else None,
+            "energy_zero": model.energy_zero,
+        }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if rng is not None:
@@ -97,6 +122,29 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     cfg = parse_config(payload["config"])
     model = ForceField.from_config(cfg.to_dict()["model"])
     model.load_state_dict(payload["state_dict"])
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def load_dual_model(path: str | os.PathLike, device: torch.device | str | None = None) -> "DualModel":
+    """Force field + Hamiltonian heads of a checkpoint (eval mode).
+
+    Raises ``ValueError`` for a checkpoint without heads (a force field only).
+    """
+    from wander.nn.dual import DualModel
+    from wander.nn.hamiltonian import HamiltonianHeads, HeadsConfig
+
+    payload = load_checkpoint(path)
+    entry = payload.get("hamiltonian")
+    if not isinstance(entry, dict) or "heads_config" not in entry or "state_dict" not in entry:
+        raise ValueError(f"{path}: this checkpoint holds a force field only (no Hamiltonian heads)")
+    cfg = parse_config(payload["config"])
+    ff = ForceField.from_config(cfg.to_dict()["model"])
+    ff.load_state_dict(payload["state_dict"])
+    heads = HamiltonianHeads(HeadsConfig.from_dict(entry["heads_config"]), dtype=ff.dtype)
+    heads.load_state_dict(entry["state_dict"])
+    model = DualModel(ff, heads, entry.get("n_electrons"), entry.get("energy_zero", "absolute"))
     if device is not None:
         model = model.to(device)
     return model.eval()

@@ -24,6 +24,8 @@ __all__ = [
     "Config",
     "DescriptorConfig",
     "FittingConfig",
+    "HamiltonianModelConfig",
+    "HamiltonianLossConfig",
     "ModelConfig",
     "LearningRateConfig",
     "LossConfig",
@@ -83,12 +85,68 @@ class FittingConfig:
 
 
 @dataclass(frozen=True)
+class HamiltonianModelConfig:
+    """``model.hamiltonian``: tight-binding heads on the shared descriptor (``HeadsConfig`` names).
+
+    ``orbitals`` maps every element to Wannier90 orbital names or shell letters (``C: pz``,
+    ``Mo: d``, ``Si: [s, p]``). ``n_electrons`` (electrons per atom in the Wannier manifold, e.g.
+    ``C: 1`` for pz) is stored in the checkpoint for band filling. ``energy_zero``: ``fermi`` trains
+    on ``H - E_F`` (each frame's DFT Fermi level subtracted from the onsite energies; the absolute
+    potential zero of a periodic DFT run depends on the whole cell, e.g. monolayer vs bilayer, and no
+    local model can learn it), ``absolute`` on the raw Wannier Hamiltonian. ``descriptor_mode``: ``frozen``
+    trains the heads on a fixed force field (``training.init_model``), ``joint`` back-propagates the
+    Hamiltonian loss into the descriptor as well.
+    """
+
+    orbitals: dict[str, tuple[str, ...]]
+    r_cut: float = 7.0
+    r_near: float = 3.3
+    near_width: float = 0.5
+    r_env: float = 4.0
+    layered: bool = True
+    descriptor_mode: str = "frozen"
+    density_channels: int = 8
+    tp_channels: int = 8
+    n_rbf: int = 16
+    hidden: tuple[int, ...] = (64, 64)
+    avg_neighbors: float = 10.0
+    output_scale: float = 1.0
+    n_electrons: dict[str, float] | None = None
+    energy_zero: str = "fermi"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.energy_zero in ("fermi", "absolute"), "energy_zero",
+               f"must be 'fermi' or 'absolute', got {self.energy_zero!r}")
+        _check(len(self.orbitals) > 0, "orbitals", "must list the orbitals of every element")
+        _check(self.descriptor_mode in ("frozen", "joint"), "descriptor_mode",
+               f"must be 'frozen' or 'joint', got {self.descriptor_mode!r}")
+        _check(0 < self.r_near <= self.r_cut, "r_near", "must satisfy 0 < r_near <= r_cut")
+        _check(self.near_width >= 0 and self.r_near - self.near_width / 2 > 0
+               and self.r_near + self.near_width / 2 <= self.r_cut, "near_width",
+               "the blend [r_near - near_width/2, r_near + near_width/2] must lie inside (0, r_cut]")
+        _check(self.r_env > 0, "r_env", "must be > 0")
+        for name in ("density_channels", "tp_channels", "n_rbf"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(all(h >= 1 for h in self.hidden), "hidden", "must be positive integers")
+        _check(self.avg_neighbors > 0, "avg_neighbors", "must be > 0")
+        _check(self.output_scale > 0, "output_scale", "must be > 0")
+        if self.n_electrons is not None:
+            _check(all(v >= 0 for v in self.n_electrons.values()), "n_electrons", "must be >= 0")
+
+    def orbital_spec(self) -> dict[str, Any]:
+        """``{element: spec}`` for ``OrbitalBasis`` (a single name as a string)."""
+        return {el: (v[0] if len(v) == 1 else list(v)) for el, v in self.orbitals.items()}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """``model``."""
 
     type_map: tuple[str, ...]
     descriptor: DescriptorConfig
     fitting_net: FittingConfig = field(default_factory=FittingConfig)
+    hamiltonian: HamiltonianModelConfig | None = None
     data_stat_nbatch: int = 10
 
     def __post_init__(self) -> None:
@@ -97,6 +155,18 @@ class ModelConfig:
         _check(len(self.descriptor.sel) == len(self.type_map), "descriptor.sel",
                f"needs one entry per type in type_map ({len(self.type_map)})")
         _check(self.data_stat_nbatch >= 1, "data_stat_nbatch", "must be >= 1")
+        h = self.hamiltonian
+        if h is not None:
+            missing = [el for el in self.type_map if el not in h.orbitals]
+            _check(not missing, "hamiltonian.orbitals", f"no orbitals for {missing} of type_map")
+            extra = sorted(set(h.orbitals) - set(self.type_map))
+            _check(not extra, "hamiltonian.orbitals", f"elements {extra} are not in type_map")
+            _check(h.r_env <= self.descriptor.rcut, "hamiltonian.r_env",
+                   f"must be <= descriptor.rcut ({self.descriptor.rcut}): the heads' densities use "
+                   "the force field's neighbour list")
+            if h.n_electrons is not None:
+                missing = [el for el in self.type_map if el not in h.n_electrons]
+                _check(not missing, "hamiltonian.n_electrons", f"no electron count for {missing}")
 
 
 @dataclass(frozen=True)
@@ -126,6 +196,7 @@ class LossConfig:
     limit_pref_f: float = 1.0
     start_pref_v: float = 0.0
     limit_pref_v: float = 0.0
+    hamiltonian: HamiltonianLossConfig | None = None
 
     def __post_init__(self) -> None:
         _check(self.type == "ener", "type", f"only 'ener' is supported, got {self.type!r}")
@@ -135,19 +206,43 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class HamiltonianLossConfig:
+    """``loss.hamiltonian``: one prefactor pair per Hamiltonian category, interpolated like the
+    energy / force prefactors; the term is ``sum_c p_c MSE_c`` (eV^2, per matrix element)."""
+
+    start_pref_onsite: float = 1.0
+    limit_pref_onsite: float = 1.0
+    start_pref_intra_near: float = 1.0
+    limit_pref_intra_near: float = 1.0
+    start_pref_intra_long: float = 1.0
+    limit_pref_intra_long: float = 1.0
+    start_pref_inter: float = 1.0
+    limit_pref_inter: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(getattr(self, f.name) >= 0, f.name, "must be >= 0")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """``training.training_data`` / ``training.validation_data``.
 
-    ``systems``: extxyz (or any ASE-readable) files and/or DeePMD npy system folders.
-    ``numb_btch``: validation batches evaluated at every display step (validation only).
+    ``systems``: extxyz (or any ASE-readable) files, DeePMD npy system folders, and DFT dataset
+    folders (``frames.extxyz`` + ``hamiltonians.npz``, see docs/dft.md), which also give
+    Hamiltonian labels. ``split``: keep only frames whose ``info["split"]`` equals it (the DFT
+    dataset's ``train`` / ``valid``). ``numb_btch``: validation batches evaluated at every display
+    step (validation only).
     """
 
     systems: tuple[str, ...]
     numb_btch: int = 1
+    split: str | None = None
 
     def __post_init__(self) -> None:
         _check(len(self.systems) > 0, "systems", "must list at least one file or folder")
         _check(self.numb_btch >= 1, "numb_btch", "must be >= 1")
+        _check(self.split is None or len(self.split) > 0, "split", "must be a non-empty name")
 
 
 @dataclass(frozen=True)
@@ -164,6 +259,7 @@ class TrainingConfig:
     disp_file: str = "lcurve.out"
     tensorboard: bool = True
     tensorboard_log_dir: str = "tensorboard"
+    init_model: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("numb_steps", "batch_size", "disp_freq", "save_freq"):
@@ -178,6 +274,20 @@ class Config:
     training: TrainingConfig
     learning_rate: LearningRateConfig = field(default_factory=LearningRateConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        h = self.model.hamiltonian
+        if h is None and self.loss.hamiltonian is not None:
+            raise ConfigError("loss.hamiltonian: needs a model.hamiltonian section (the heads to train)")
+        if h is not None and self.loss.hamiltonian is None:
+            object.__setattr__(self, "loss", dataclasses.replace(self.loss, hamiltonian=HamiltonianLossConfig()))
+        if h is not None and h.descriptor_mode == "frozen" and self.training.init_model is None:
+            raise ConfigError("model.hamiltonian.descriptor_mode: 'frozen' trains the heads on a fixed, already "
+                              "trained force field; set training.init_model to its checkpoint, or use 'joint'")
+
+    @property
+    def has_hamiltonian(self) -> bool:
+        return self.model.hamiltonian is not None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists instead of tuples), suitable for YAML and checkpoints."""
@@ -225,6 +335,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         raise TypeError(f"unsupported annotation {tp}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
+    if origin is dict:
+        (key_tp, val_tp) = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return {_convert(k, key_tp, path): _convert(v, val_tp, _join(path, str(k))) for k, v in value.items()}
     if origin is tuple:
         (elem, _) = typing.get_args(tp)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -288,10 +403,12 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike | None = N
             s if os.path.isabs(s) else str((base / s).resolve()) for s in dc.systems
         ))
 
+    init = cfg.training.init_model
     training = dataclasses.replace(
         cfg.training,
         training_data=resolve(cfg.training.training_data),
         validation_data=resolve(cfg.training.validation_data),
+        init_model=init if init is None or os.path.isabs(init) else str((base / init).resolve()),
     )
     return dataclasses.replace(cfg, training=training)
 

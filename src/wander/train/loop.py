@@ -8,6 +8,14 @@ Outputs in the run folder:
 - ``checkpoint.pt``  latest checkpoint (every ``save_freq`` steps and at the end)
 - ``model.pt``       final model (same format)
 
+With a ``model.hamiltonian`` section the model is a :class:`~wander.nn.dual.DualModel` and the loss
+gains the per-category Hamiltonian term (frames without Hamiltonian labels skip it). In
+``descriptor_mode: frozen`` only the heads are optimised; the force field comes from
+``training.init_model`` and stays unchanged (its energy / force errors are still reported). In
+``joint`` mode everything is optimised with the sum of both losses. ``training.init_model`` (a
+``wander train`` checkpoint with the same force-field settings) initialises the force field, and the
+heads too when it has heads of the same settings.
+
 Resuming from ``checkpoint.pt`` restores parameters, optimizer, step, the torch RNG and the batch
 sampler, and truncates ``lcurve.out`` to the checkpoint's step, so a run that was killed and resumed
 produces the same parameters and learning curve as an uninterrupted run (tested bit for bit).
@@ -23,12 +31,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from wander.data.datasets import load_graphs
-from wander.data.graph import AtomGraph, collate
+from wander.data.graph import AtomGraph
 from wander.nn.model import PRECISIONS, ForceField
 from wander.train.checkpoint import load_checkpoint, save_checkpoint
 from wander.train.config import Config, save_config
-from wander.train.loss import EnergyLoss, ExpLearningRate
+from wander.train.data import Batch, FrameSet, load_frame_set, make_batch
+from wander.train.loss import EnergyLoss, ExpLearningRate, HamiltonianLoss
 
 __all__ = ["BatchSampler", "train", "evaluate"]
 
@@ -76,20 +84,48 @@ class BatchSampler:
         self.cursor = int(state["cursor"])
 
 
-def _batches(graphs: Sequence[AtomGraph], batch_size: int, limit: int | None = None) -> list[AtomGraph]:
-    frames = list(graphs)[: (limit * batch_size if limit else None)]
-    return [collate(frames[k : k + batch_size]) for k in range(0, len(frames), batch_size)]
+def _batches(frames: FrameSet, batch_size: int, limit: int | None = None) -> list[Batch]:
+    n = len(frames) if not limit else min(len(frames), limit * batch_size)
+    return [make_batch(frames, range(k, min(k + batch_size, n))) for k in range(0, n, batch_size)]
+
+
+def _step_loss(model: torch.nn.Module, batch: Batch | AtomGraph, loss_fn: EnergyLoss,
+               ham_loss: HamiltonianLoss | None, lr: float, compute_virial: bool, ff_mode: str,
+               create_graph: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss and metrics of one batch.
+
+    ``ff_mode``: ``"train"`` (force-field term in the loss), ``"report"`` (metrics only) or ``"skip"``.
+    """
+    if isinstance(batch, AtomGraph):
+        batch = Batch(batch)
+    metrics: dict[str, float] = {}
+    loss = batch.graph.positions.new_zeros(())
+    if ff_mode != "skip":
+        ff = model.forcefield if ham_loss is not None else model
+        pred = ff(batch.graph, compute_virial=compute_virial, create_graph=create_graph and ff_mode == "train")
+        ff_loss, metrics = loss_fn(pred, batch.graph, lr)
+        if ff_mode == "train":
+            loss = ff_loss
+    if ham_loss is not None and batch.has_hamiltonian:
+        with torch.set_grad_enabled(create_graph):
+            blocks = model.hamiltonian_blocks(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+            h_loss, h_metrics = ham_loss(blocks, batch.blocks, batch.mask, batch.category, lr)
+        loss = loss + h_loss
+        metrics.update(h_metrics)
+    metrics["rmse"] = float(loss.detach().clamp(min=0).sqrt())
+    return loss, metrics
 
 
 def evaluate(
-    model: ForceField, batches: Sequence[AtomGraph], loss_fn: EnergyLoss, lr: float, compute_virial: bool
+    model: torch.nn.Module, batches: Sequence[Batch | AtomGraph], loss_fn: EnergyLoss, lr: float,
+    compute_virial: bool, ham_loss: HamiltonianLoss | None = None, train_ff: bool = True,
 ) -> dict[str, float]:
     """Metrics averaged over batches (RMSEs combined as root of mean squares)."""
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     for batch in batches:
-        pred = model(batch, compute_virial=compute_virial, create_graph=False)
-        _, metrics = loss_fn(pred, batch, lr)
+        _, metrics = _step_loss(model, batch, loss_fn, ham_loss, lr, compute_virial,
+                                "train" if train_ff else "report", create_graph=False)
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + v * v
             counts[k] = counts.get(k, 0) + 1
@@ -99,16 +135,20 @@ def evaluate(
 class _Curve:
     """``lcurve.out`` writer (DeePMD column layout)."""
 
-    def __init__(self, path: Path, has_val: bool, has_virial: bool) -> None:
+    def __init__(self, path: Path, has_val: bool, has_virial: bool, extra: Sequence[str] = ()) -> None:
         self.path = path
-        self.keys = ["rmse", "rmse_e", "rmse_f"] + (["rmse_v"] if has_virial else [])
+        self.keys = ["rmse", "rmse_e", "rmse_f"] + (["rmse_v"] if has_virial else []) + list(extra)
         self.has_val = has_val
 
-    def header(self) -> str:
+    def _columns(self) -> list[str]:
         cols = []
         for k in self.keys:
             cols += ([f"{k}_val"] if self.has_val else []) + [f"{k}_trn"]
-        return "# " + "step".rjust(5) + "".join(c.rjust(13) for c in cols) + "lr".rjust(11) + "\n"
+        return cols
+
+    def header(self) -> str:
+        cols = self._columns()
+        return "# " + "step".rjust(5) + "".join(c.rjust(max(13, len(c) + 2)) for c in cols) + "lr".rjust(11) + "\n"
 
     def line(self, step: int, trn: dict[str, float], val: dict[str, float] | None, lr: float) -> str:
         vals = []
@@ -116,7 +156,8 @@ class _Curve:
             if self.has_val:
                 vals.append((val or {}).get(k, float("nan")))
             vals.append(trn.get(k, float("nan")))
-        return f"{step:7d}" + "".join(f"{v:13.4e}" for v in vals) + f"{lr:11.3e}\n"
+        widths = [max(13, len(c) + 2) for c in self._columns()]
+        return f"{step:7d}" + "".join(f"{v:{w}.4e}" for v, w in zip(vals, widths)) + f"{lr:11.3e}\n"
 
     def start(self, resume_step: int | None) -> None:
         lines = [self.header()]
@@ -151,14 +192,36 @@ def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
             raise ValueError(f"cannot resume: 'training.{key}' differs from the checkpoint's")
 
 
+def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]:
+    """Load the force field (and matching heads) of checkpoint ``path``; returns its metadata."""
+    payload = load_checkpoint(path)
+    saved, current = payload["config"]["model"], cfg.to_dict()["model"]
+    for key in ("type_map", "descriptor", "fitting_net"):
+        if saved[key] != current[key]:
+            raise ValueError(f"training.init_model {path}: model.{key} differs from this config's; the force "
+                             "field must have the same settings")
+    ff = model.forcefield if cfg.has_hamiltonian else model
+    ff.load_state_dict(payload["state_dict"])
+    entry = payload.get("hamiltonian")
+    if cfg.has_hamiltonian and isinstance(entry, dict):
+        mine = {k: v for k, v in model.heads.config.to_dict().items() if k != "descriptor_mode"}
+        theirs = {k: v for k, v in entry["heads_config"].items() if k != "descriptor_mode"}
+        if mine == theirs:
+            model.heads.load_state_dict(entry["state_dict"])
+            log.info("heads initialised from %s", path)
+    log.info("force field initialised from %s", path)
+    return dict(payload.get("metadata", {}))
+
+
 def train(
     cfg: Config,
     output_dir: str | os.PathLike,
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
-) -> ForceField:
-    """Train a force field as configured; returns the trained model (eval mode).
+) -> torch.nn.Module:
+    """Train as configured; returns the trained model (eval mode): a ForceField, or a DualModel
+    when the config has a ``model.hamiltonian`` section.
 
     ``on_step(step)`` is called after every completed step (after any checkpoint of that step).
     """
@@ -169,18 +232,42 @@ def train(
     dtype = PRECISIONS[cfg.model.descriptor.precision]
     type_map = list(cfg.model.type_map)
     rcut = cfg.model.descriptor.rcut
+    hcfg = cfg.model.hamiltonian
 
-    train_graphs = load_graphs(tcfg.training_data.systems, type_map, rcut, dtype=dtype)
-    val_batches: list[AtomGraph] = []
+    train_set = load_frame_set(tcfg.training_data.systems, type_map, rcut, dtype=dtype,
+                               split=tcfg.training_data.split, hamiltonian=hcfg)
+    if len(train_set) == 0:
+        raise ValueError("no training frames")
+    val_batches: list[Batch] = []
     if tcfg.validation_data is not None:
-        val_graphs = load_graphs(tcfg.validation_data.systems, type_map, rcut, dtype=dtype)
-        val_batches = _batches(val_graphs, tcfg.batch_size, tcfg.validation_data.numb_btch)
+        val_set = load_frame_set(tcfg.validation_data.systems, type_map, rcut, dtype=dtype,
+                                 split=tcfg.validation_data.split, hamiltonian=hcfg)
+        val_batches = _batches(val_set, tcfg.batch_size, tcfg.validation_data.numb_btch)
+    train_graphs = train_set.graphs
     has_virial = any("virial" in g.labels for g in train_graphs)
     log.info("training frames: %d, validation batches: %d", len(train_graphs), len(val_batches))
+    if hcfg is not None:
+        log.info("frames with Hamiltonian labels: %d of %d", train_set.n_hamiltonian, len(train_set))
+        if train_set.n_hamiltonian == 0:
+            raise ValueError("model.hamiltonian is set but no training frame has a Hamiltonian label "
+                             "(use DFT dataset folders with hamiltonians.npz as training data)")
 
     torch.manual_seed(tcfg.seed)
-    model = ForceField.from_config(model_dict)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate.start_lr)
+    if hcfg is None:
+        model = ForceField.from_config(model_dict)
+        params = list(model.parameters())
+        ham_loss = None
+        frozen = False
+    else:
+        from wander.nn.dual import DualModel
+
+        model = DualModel.from_config(model_dict)
+        frozen = hcfg.descriptor_mode == "frozen"
+        for prm in model.forcefield.parameters():
+            prm.requires_grad_(not frozen)
+        params = model.trainable_parameters()
+        ham_loss = HamiltonianLoss(cfg.loss.hamiltonian, cfg.learning_rate.start_lr)
+    optimizer = torch.optim.Adam(params, lr=cfg.learning_rate.start_lr)
     sampler = BatchSampler(len(train_graphs), tcfg.batch_size, tcfg.seed)
     schedule = ExpLearningRate.from_config(cfg.learning_rate, tcfg.numb_steps)
     loss_fn = EnergyLoss(cfg.loss, cfg.learning_rate.start_lr)
@@ -191,18 +278,27 @@ def train(
     if resume:
         payload = load_checkpoint(ckpt_path)
         _check_resume_config(payload["config"], cfg)
-        model.load_state_dict(payload["state_dict"])
+        ff = model.forcefield if hcfg is not None else model
+        ff.load_state_dict(payload["state_dict"])
+        if hcfg is not None:
+            model.heads.load_state_dict(payload["hamiltonian"]["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         sampler.load_state_dict(payload["rng"]["sampler"])
         torch.set_rng_state(payload["rng"]["torch"])
         start_step = int(payload["step"])
         metadata = {k: v for k, v in payload["metadata"].items() if k == "statistics"}
         log.info("resumed from %s at step %d", ckpt_path, start_step)
+    elif tcfg.init_model is not None:
+        init_meta = _init_from(model, tcfg.init_model, cfg)
+        metadata = {k: v for k, v in init_meta.items() if k == "statistics"}
+        metadata["init_model"] = str(tcfg.init_model)
+        save_config(cfg, out / "config.yaml")
     else:
         stat_gen = torch.Generator().manual_seed(tcfg.seed)
         n_stat = min(len(train_graphs), cfg.model.data_stat_nbatch * tcfg.batch_size)
         pick = torch.randperm(len(train_graphs), generator=stat_gen)[:n_stat].tolist()
-        stats = model.compute_statistics([train_graphs[k] for k in pick])
+        ff = model.forcefield if hcfg is not None else model
+        stats = ff.compute_statistics([train_graphs[k] for k in pick])
         if not stats["sel_ok"]:
             log.warning("sel %s is smaller than the largest neighbour counts %s in the data; the model "
                         "stays smooth but differs from DeePMD-kit's truncated lists",
@@ -210,7 +306,12 @@ def train(
         metadata = {"statistics": {"frames": n_stat, "max_neighbors": stats["max_neighbors"]}}
         save_config(cfg, out / "config.yaml")
 
-    curve = _Curve(out / tcfg.disp_file, bool(val_batches), has_virial)
+    extra: list[str] = []
+    if hcfg is not None:
+        from wander.nn.hamiltonian.categories import CATEGORIES
+
+        extra = [f"rmse_{c}" for c in CATEGORIES if c != "inter" or hcfg.layered]
+    curve = _Curve(out / tcfg.disp_file, bool(val_batches), has_virial, extra)
     curve.start(start_step if resume else None)
     writer = None
     if tcfg.tensorboard:
@@ -237,17 +338,22 @@ def train(
             lr = schedule(step - 1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = collate([train_graphs[k] for k in sampler.next_batch()])
+            display = step == 1 or step % tcfg.disp_freq == 0
+            batch = make_batch(train_set, sampler.next_batch())
             model.train()
-            pred = model(batch, compute_virial=has_virial, create_graph=True)
-            loss, trn = loss_fn(pred, batch, lr)
+            if frozen:
+                model.forcefield.eval()
+            ff_mode = "train" if not frozen else ("report" if display else "skip")
+            loss, trn = _step_loss(model, batch, loss_fn, ham_loss, lr, has_virial, ff_mode, create_graph=True)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if loss.requires_grad:
+                loss.backward()
+                optimizer.step()
             bar.update(1)
-            if step == 1 or step % tcfg.disp_freq == 0:
+            if display:
                 model.eval()
-                val = evaluate(model, val_batches, loss_fn, lr, has_virial) if val_batches else None
+                val = evaluate(model, val_batches, loss_fn, lr, has_virial, ham_loss, not frozen) \
+                    if val_batches else None
                 curve.append(curve.line(step, trn, val, lr))
                 bar.set_postfix(loss=f"{trn['rmse']:.3e}", lr=f"{lr:.1e}")
                 if writer is not None:
@@ -268,4 +374,3 @@ def train(
         if writer is not None:
             writer.close()
     return model.eval()
-

@@ -8,6 +8,10 @@ which is DeePMD-kit's ``ener`` loss (its ``atom_norm = 1/N``) generalised to fra
 size. Each prefactor moves from ``start`` to ``limit`` with the learning rate,
 ``p = limit + (start - limit) * lr / start_lr``. Reported metrics are RMSEs: energy and virial per
 atom (eV/atom), forces (eV/Angstrom).
+
+:class:`HamiltonianLoss` adds ``sum_c p_c MSE_c`` over the Hamiltonian categories c (onsite,
+intra_near, intra_long, inter; MSE per real matrix element, eV^2), with one prefactor schedule per
+category; its metrics are ``rmse_<category>`` (eV).
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from wander.data.graph import AtomGraph
-from wander.train.config import LearningRateConfig, LossConfig
+from wander.train.config import HamiltonianLossConfig, LearningRateConfig, LossConfig
 
-__all__ = ["ExpLearningRate", "EnergyLoss", "interpolate_prefactor"]
+__all__ = ["ExpLearningRate", "EnergyLoss", "HamiltonianLoss", "interpolate_prefactor"]
 
 
 def interpolate_prefactor(start: float, limit: float, lr: float, start_lr: float) -> float:
@@ -100,3 +104,26 @@ class EnergyLoss:
             metrics["rmse_v"] = sq(dv / n[m, None])
         metrics["rmse"] = float(loss.detach().clamp(min=0).sqrt())
         return loss, metrics
+
+
+class HamiltonianLoss:
+    """Per-category Hamiltonian block loss with DeePMD-style prefactor schedules."""
+
+    def __init__(self, cfg: HamiltonianLossConfig, start_lr: float) -> None:
+        self.cfg = cfg
+        self.start_lr = float(start_lr)
+
+    def prefactors(self, lr: float) -> dict[str, float]:
+        from wander.nn.hamiltonian.categories import CATEGORIES
+
+        return {c: interpolate_prefactor(getattr(self.cfg, f"start_pref_{c}"), getattr(self.cfg, f"limit_pref_{c}"),
+                                         lr, self.start_lr) for c in CATEGORIES}
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, category: torch.Tensor,
+                 lr: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss (scalar tensor) and ``rmse_<category>`` (eV) for the categories present."""
+        from wander.nn.hamiltonian.losses import category_losses
+
+        out = category_losses(pred, target, mask, category, weights=self.prefactors(lr))
+        metrics = {f"rmse_{k[4:]}": float(v.detach().sqrt()) for k, v in out.items() if k.startswith("mse/")}
+        return out["loss"], metrics

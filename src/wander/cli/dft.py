@@ -1,0 +1,205 @@
+"""``wander dft``: DFT + Wannier90 reference-data pipeline.
+
+Subcommands::
+
+    wander dft sample --material graphene -n 200 --seed 1 --root runs/blg
+    wander dft twist-config --m 1 --n 2 --k-spacing 0.24 --out runs/tbg_21.79
+    wander dft run runs/blg/blg_0000 [...]
+    wander dft run-set runs/blg --dataset datasets/blg [--limit N] [--max-atoms 12]
+    wander dft status runs/blg
+    wander dft collect runs/blg --dataset datasets/blg
+    wander dft summary datasets/blg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dft_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("sample", help="write configuration directories from the sampler")
+    p.add_argument("--material", required=True, choices=["graphene", "mos2"])
+    p.add_argument("-n", type=int, required=True, help="number of configurations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", required=True, help="folder receiving one directory per configuration")
+    p.add_argument("--preset", default=None, help="preset name (default: the material's)")
+
+    p = sub.add_parser("twist-config", help="write one configuration directory of a commensurate "
+                                             "twisted bilayer (held-out validation)")
+    p.add_argument("--m", type=int, required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--material", default="graphene", choices=["graphene"])
+    p.add_argument("--distance", type=float, default=3.35, help="interlayer distance (Angstrom)")
+    p.add_argument("--c", type=float, default=20.0, help="cell length along z (Angstrom)")
+    p.add_argument("--k-spacing", type=float, default=None,
+                   help="override the preset's k spacing (1/Angstrom incl. 2 pi)")
+    p.add_argument("--out", required=True, help="configuration directory to create")
+
+    p = sub.add_parser("run", help="run (or resume) configuration directories")
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("--retry-failed", action="store_true")
+    p.add_argument("--keep-scratch", action="store_true")
+
+    p = sub.add_parser("run-set", help="run every configuration under ROOT in order, collecting "
+                                        "each finished one into a dataset")
+    p.add_argument("root")
+    p.add_argument("--dataset", default=None, help="dataset folder to append finished frames to")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many runs")
+    p.add_argument("--max-atoms", type=int, default=None, help="skip larger configurations")
+    p.add_argument("--retry-failed", action="store_true")
+
+    p = sub.add_parser("status", help="progress table of a set")
+    p.add_argument("root")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("summary", help="markdown table of a dataset's statistics")
+    p.add_argument("dataset")
+
+    p = sub.add_parser("collect", help="append finished configurations to a dataset")
+    p.add_argument("root")
+    p.add_argument("--dataset", required=True)
+
+
+def _config_dirs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    return sorted(p.parent for p in root.glob("*/config.json"))
+
+
+def _sample(args) -> int:
+    from wander.dft.pipeline import write_configuration
+    from wander.dft.presets import get_preset
+    from wander.dft.sampler import sample_configurations
+
+    preset = get_preset(args.preset or args.material)
+    root = Path(args.root)
+    confs = sample_configurations(args.material, args.n, seed=args.seed)
+    for c in confs:
+        write_configuration(root / c.name, c.atoms, c.params, preset)
+    info = {"material": args.material, "n": args.n, "seed": args.seed, "preset": preset.name,
+            "command": f"wander dft sample --material {args.material} -n {args.n} --seed {args.seed}"}
+    (root / "sample.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"wrote {len(confs)} configurations under {root}")
+    return 0
+
+
+def _twist_config(args) -> int:
+    from wander.dft.pipeline import write_configuration
+    from wander.dft.presets import get_preset, kgrid_for_cell
+    from wander.structures import twisted_bilayer
+
+    atoms = twisted_bilayer(args.material, m=args.m, n=args.n, distance=args.distance)
+    if args.c <= args.distance + 5:
+        raise ValueError(f"--c {args.c} leaves less than 5 A of vacuum")
+    atoms.cell[2, 2] = args.c
+    preset = get_preset(args.material)
+    if args.k_spacing is not None:
+        preset.k_spacing = args.k_spacing
+    params = {"kind": "twisted", "m": args.m, "n": args.n, "angle_deg": float(atoms.info["angle"]),
+              "distance": args.distance, "material": args.material, "held_out": True}
+    d = write_configuration(args.out, atoms, params, preset)
+    print(f"{d}: {len(atoms)} atoms, twist {atoms.info['angle']:.2f} deg, "
+          f"k-grid {kgrid_for_cell(atoms.cell[:], preset.k_spacing)}")
+    return 0
+
+
+def _run(args) -> int:
+    from wander.dft.pipeline import run_configuration
+
+    bad = 0
+    for d in args.dirs:
+        t0 = time.time()
+        st = run_configuration(d, retry_failed=args.retry_failed, keep_scratch=args.keep_scratch)
+        print(f"{d}: {st.get('state')} {st.get('reason') or ''} ({time.time() - t0:.0f} s)", flush=True)
+        bad += st.get("state") != "done"
+    return 1 if bad else 0
+
+
+def _run_set(args) -> int:
+    from ase.io import read
+
+    from wander.dft.dataset import append_configuration, collected_names
+    from wander.dft.pipeline import read_status, run_configuration
+
+    root = Path(args.root)
+    dirs = _config_dirs(root)
+    done_names = collected_names(args.dataset) if args.dataset else set()
+    n_run = 0
+    for i, d in enumerate(dirs):
+        if d.name in done_names:
+            continue
+        st = read_status(d)
+        if st.get("state") == "failed" and not args.retry_failed:
+            if args.dataset:
+                append_configuration(args.dataset, d)  # records the failure
+            continue
+        if args.max_atoms is not None and len(read(d / "structure.extxyz")) > args.max_atoms:
+            continue
+        if args.limit is not None and n_run >= args.limit:
+            break
+        t0 = time.time()
+        print(f"[{time.strftime('%H:%M:%S')}] {i + 1}/{len(dirs)} {d.name} ...", flush=True)
+        st = run_configuration(d, retry_failed=args.retry_failed)
+        n_run += 1
+        print(f"    {st.get('state')} {st.get('reason') or ''} in {time.time() - t0:.0f} s", flush=True)
+        if args.dataset and st.get("state") in ("done", "failed"):
+            append_configuration(args.dataset, d)
+    return 0
+
+
+def _status(args) -> int:
+    from wander.dft.pipeline import read_status
+
+    rows = []
+    for d in _config_dirs(Path(args.root)):
+        st = read_status(d)
+        rows.append({"name": d.name, "state": st.get("state"), "step": st.get("step"),
+                     "reason": st.get("reason"),
+                     "seconds": round(sum(st.get("timings", {}).values()), 1)})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+        if r["state"] in ("running", "failed"):
+            print(f"{r['name']:>14} {r['state']:>8} {r['step'] or '':>7} {r['reason'] or ''}")
+    done = [r["seconds"] for r in rows if r["state"] == "done"]
+    mean = f", mean {sum(done) / len(done):.0f} s per finished configuration" if done else ""
+    print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f" (total {len(rows)}){mean}")
+    return 0
+
+
+def _collect(args) -> int:
+    from wander.dft.dataset import append_configuration
+
+    n = 0
+    for d in _config_dirs(Path(args.root)):
+        n += bool(append_configuration(args.dataset, d))
+    print(f"appended {n} configurations to {args.dataset}")
+    return 0
+
+
+def _summary(args) -> int:
+    from wander.dft.dataset import summary_markdown
+
+    if not (Path(args.dataset) / "metadata.json").exists():
+        raise FileNotFoundError(f"{args.dataset}: no metadata.json")
+    print(summary_markdown(args.dataset), end="")
+    return 0
+
+
+def run(args) -> int:
+    handlers = {"sample": _sample, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
+                "collect": _collect, "summary": _summary}
+    return handlers[args.dft_command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(1)

@@ -1,0 +1,39 @@
+"""``wander hamiltonian``: predict the Wannier tight-binding Hamiltonian of a structure.
+
+Output by extension: ``*.npz`` (:meth:`wander.tb.TBHamiltonian.save`) or a Wannier90 ``_hr.dat``
+file otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("structure", help="structure (extxyz or any ASE-readable file)")
+    parser.add_argument("-o", "--output", required=True, help="seed_hr.dat (Wannier90) or H.npz")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None,
+                     help="checkpoint with Hamiltonian heads, or 'pretrained[:NAME]' (default: pretrained)")
+    src.add_argument("--tb-model", default=None, help="two-centre pz model instead: moon-koshino, graphene-nn")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ase.io import read
+
+    from wander.sim.predictors import predictor
+
+    atoms = read(args.structure)
+    if args.tb_model is not None:
+        pred = predictor(tb_model=args.tb_model)
+    else:
+        from wander.pretrained import resolve_model
+
+        pred = predictor(model=resolve_model(args.model))
+    ham = pred(atoms)
+    if str(args.output).endswith(".npz"):
+        ham.save(args.output)
+    else:
+        ham.to_hr(args.output)
+    print(f"{pred.description}: {ham.n_orbitals} orbitals, {ham.n_hoppings} hoppings -> {args.output}")
+    return 0

@@ -1,0 +1,87 @@
+"""``wander run``: build a twisted bilayer, relax it, predict its Hamiltonian, and compute flat bands,
+DOS and moire maps (plots + summary.json in the output folder)."""
+
+from __future__ import annotations
+
+import argparse
+
+from wander.cli.relax import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("structure")
+    what.add_argument("--material", default="graphene", help="monolayer material (graphene, hbn, mos2, ...)")
+    what.add_argument("--angle", type=float, default=None, help="twist angle, degrees (e.g. 1.05)")
+    what.add_argument("--mn", type=int, nargs=2, metavar=("M", "N"), default=None,
+                      help="commensurate indices instead of --angle")
+    what.add_argument("--structure", default=None, help="use this structure file instead of building one")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    add_model_arguments(parser)
+    parser.add_argument("--tb-model", default=None,
+                        help="two-centre pz model for the Hamiltonian (moon-koshino) instead of the model's heads")
+    parser.add_argument("--no-relax", action="store_true", help="skip the relaxation (rigid structure)")
+    parser.add_argument("--cell", choices=("fixed", "in-plane"), default="in-plane")
+    parser.add_argument("--fmax", type=float, default=0.01, help="eV/Angstrom (default 0.01)")
+    parser.add_argument("--steps", type=int, default=1000, help="maximum relaxation steps (default 1000)")
+    parser.add_argument("--n-flat", type=int, default=4, help="flat bands around charge neutrality (default 4)")
+    parser.add_argument("--n-bands", type=int, default=12, help="bands computed per k-point (default 12)")
+    parser.add_argument("--npoints", type=int, default=60, help="k-points on the moire path (default 60)")
+    parser.add_argument("--dos-kgrid", type=int, default=6, help="DOS k-grid n x n x 1 (default 6)")
+    parser.add_argument("--width", type=float, default=0.005, help="DOS / LDOS broadening, eV (default 0.005)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _structure(args: argparse.Namespace):
+    from ase.io import read
+
+    from wander.structures import twisted_bilayer
+
+    if args.structure is not None:
+        return read(args.structure)
+    if (args.angle is None) == (args.mn is None):
+        raise ValueError("give exactly one of --angle, --mn or --structure")
+    if args.mn is not None:
+        return twisted_bilayer(args.material, m=args.mn[0], n=args.mn[1])
+    return twisted_bilayer(args.material, angle=args.angle)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from wander.sim.memory import InsufficientMemoryError
+    from wander.sim.predictors import checkpoint_predictor, pz_predictor
+    from wander.sim.workflow import run_workflow
+
+    t0 = time.perf_counter()
+    atoms = _structure(args)
+    print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, angle {atoms.info.get('angle', float('nan')):.4f} deg")
+    calc, ckpt = None, None
+    if not args.no_relax or args.tb_model is None:
+        from wander.pretrained import resolve_model
+
+        ckpt = resolve_model(args.model)
+    if not args.no_relax:
+        from wander.calculator import WanderCalculator
+
+        calc = WanderCalculator(ckpt, device=args.device, chunk_atoms=args.chunk_atoms)
+    pred = pz_predictor(args.tb_model) if args.tb_model is not None else checkpoint_predictor(ckpt)
+    mem = {"chunk_atoms": args.chunk_atoms}
+    if calc is not None:
+        d = calc.model.descriptor
+        mem.update(model_cutoff=calc.model.rcut, descriptor_neurons=tuple(d.neuron), axis_neuron=d.axis_neuron)
+    try:
+        summary = run_workflow(
+            atoms, pred, args.output, calc,
+            relax_options={"fmax": args.fmax, "steps": args.steps, "cell": args.cell},
+            n_flat=args.n_flat, n_bands=args.n_bands, npoints=args.npoints,
+            dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width, ldos_width=args.width,
+            memory_options=mem, progress=not args.no_progress,
+        )
+    except InsufficientMemoryError as exc:
+        print(f"wander run: {exc}")
+        return 3
+    fb = summary["flat_bands"]
+    gaps = ", ".join(f"{k} {fb[k]:.2f} meV" for k in ("gap_below_meV", "gap_above_meV") if fb[k] is not None)
+    print(f"E_F = {fb['fermi_level_eV']:.4f} eV, flat-band width {fb['width_meV']:.2f} meV, {gaps}")
+    print(f"done in {time.perf_counter() - t0:.1f} s; results in {args.output}/summary.json")
+    return 0

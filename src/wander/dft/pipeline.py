@@ -1,0 +1,311 @@
+"""Run one configuration directory: SCF -> NSCF -> wannier90 -pp -> pw2wannier90 ->
+wannier90 -> check bands -> quality gate.
+
+A configuration directory holds ``config.json`` (sampling parameters and the full
+preset) and ``structure.extxyz``.  Each finished step leaves ``.done.<step>``; a
+rerun skips finished steps, so a killed run resumes where it stopped.  The
+outcome is ``status.json`` (``state`` is ``done``, ``failed`` or ``running``)
+and, on success, ``result.json`` with the gate metrics.  Failures (SCF not
+converged, program errors, failed gate) are recorded, and a failed
+configuration is never collected into a dataset.  Large scratch files are
+removed once the configuration is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.io import read, write
+
+from wander.dft.presets import Preset, kgrid_for_cell
+from wander.dft.pseudo import resolve_pseudo_dir
+from wander.dft.qe_input import atomic_write_text, kgrid_full, write_pw_input
+from wander.dft.qe_output import read_pw_output
+from wander.dft.quality import (band_errors, centre_offsets, check_kpoints, evaluate_gate,
+                                wannier_eigenvalues)
+from wander.dft.wannier_input import count_wann, num_excluded, write_pw2wan, write_win
+from wander.dft.wannier_output import (assign_orbitals, read_hr, read_nnkp_projections, read_wout,
+                                       read_wsvec)
+
+__all__ = ["Launcher", "StepError", "run_configuration", "write_configuration", "read_status",
+           "STEPS", "SEED", "PREFIX"]
+
+STEPS = ("scf", "nscf", "wpp", "pw2wan", "w90", "check", "gate")
+SEED = "wan"
+PREFIX = "pw"
+SCRATCH = ("tmp", f"{SEED}.mmn", f"{SEED}.amn", f"{SEED}.chk", f"{SEED}.eig")
+
+
+class StepError(RuntimeError):
+    """A pipeline step failed; ``reason`` is a short machine-friendly tag."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Launcher:
+    """How executables are started.
+
+    Attributes:
+        mpi: MPI prefix, e.g. ``"mpirun -np 2"`` (empty for serial).
+        npool: ``-nk`` pools for pw.x (k-point parallelism).
+        nice: niceness (0 for none).
+        bindir: folder of the executables ("" = search PATH).
+    """
+
+    mpi: str = "mpirun -np 2"
+    npool: int = 2
+    nice: int = 10
+    bindir: str = ""
+
+    @classmethod
+    def from_env(cls) -> "Launcher":
+        """Defaults overridden by ``WANDER_MPI``, ``WANDER_NPOOL``, ``WANDER_NICE``, ``WANDER_QE_BIN``."""
+        return cls(mpi=os.environ.get("WANDER_MPI", "mpirun -np 2"),
+                   npool=int(os.environ.get("WANDER_NPOOL", "2")),
+                   nice=int(os.environ.get("WANDER_NICE", "10")),
+                   bindir=os.environ.get("WANDER_QE_BIN", ""))
+
+    def exe(self, name: str) -> str:
+        return os.path.join(self.bindir, name) if self.bindir else name
+
+    def run(self, argv: list[str], cwd: Path, stdout: str, parallel: bool = True) -> float:
+        """Run ``argv`` in ``cwd`` with stdout to ``cwd/stdout``; returns wall seconds."""
+        cmd = list(argv)
+        if parallel and self.mpi:
+            cmd = shlex.split(self.mpi) + cmd
+        if self.nice:
+            cmd = ["nice", "-n", str(self.nice)] + cmd
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        t0 = time.time()
+        with open(cwd / stdout, "w") as fh:
+            proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        if proc.returncode != 0:
+            raise StepError("program_error", f"{' '.join(cmd)} exited with {proc.returncode}; see "
+                            f"{cwd / stdout}")
+        return time.time() - t0
+
+
+def write_configuration(directory: str | os.PathLike, atoms: Atoms, params: dict, preset: Preset) -> Path:
+    """Create a configuration directory (``config.json`` + ``structure.extxyz``).
+
+    An existing directory keeps its files (it is never overwritten), so sampling
+    twice with the same seed is harmless.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / "config.json").exists():
+        write(d / ".structure.tmp.extxyz", atoms, format="extxyz")
+        os.replace(d / ".structure.tmp.extxyz", d / "structure.extxyz")
+        cfg = {"name": d.name, "params": params, "preset": preset.to_dict()}
+        atomic_write_text(d / "config.json", json.dumps(cfg, indent=1) + "\n")
+    return d
+
+
+def read_status(directory: str | os.PathLike) -> dict:
+    """``status.json`` of a configuration (``{"state": "pending"}`` if none)."""
+    p = Path(directory) / "status.json"
+    if not p.exists():
+        return {"state": "pending"}
+    return json.loads(p.read_text())
+
+
+def _set_status(d: Path, **kw) -> None:
+    st = read_status(d)
+    st.update(kw)
+    st["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_text(d / "status.json", json.dumps(st, indent=1) + "\n")
+
+
+def _load(d: Path) -> tuple[dict, Atoms, Preset]:
+    if not (d / "config.json").exists():
+        raise FileNotFoundError(f"{d}: no config.json (not a configuration directory)")
+    cfg = json.loads((d / "config.json").read_text())
+    atoms = read(d / "structure.extxyz", format="extxyz")
+    preset = Preset.from_dict(cfg["preset"])
+    preset.pw.pseudo_dir = resolve_pseudo_dir(preset.pw.pseudo_dir)
+    kg = kgrid_for_cell(atoms.cell[:], preset.k_spacing)
+    preset.pw.kgrid = kg
+    preset.wannier.kgrid = kg
+    return cfg, atoms, preset
+
+
+def _acquire_lock(d: Path) -> bool:
+    lock = d / ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or 0)
+            os.kill(pid, 0)
+            return False  # another live process owns it
+        except (ValueError, ProcessLookupError, PermissionError):
+            lock.unlink(missing_ok=True)
+            return _acquire_lock(d)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def run_configuration(directory: str | os.PathLike, launcher: Launcher | None = None, *,
+                      retry_failed: bool = False, keep_scratch: bool = False) -> dict:
+    """Run (or resume) one configuration; returns its final status dict.
+
+    Already finished configurations return immediately; failed ones are skipped
+    unless ``retry_failed`` (which clears the failed step's marker).
+    """
+    d = Path(directory)
+    launcher = launcher or Launcher.from_env()
+    status = read_status(d)
+    if status.get("state") == "done":
+        return status
+    if status.get("state") == "failed" and not retry_failed:
+        return status
+    cfg, atoms, preset = _load(d)
+    if not _acquire_lock(d):
+        return {"state": "locked"}
+    if not (d / "tmp").exists() and not (d / ".done.pw2wan").exists():
+        for step in STEPS:  # scratch is gone: later steps need the SCF charge density
+            (d / f".done.{step}").unlink(missing_ok=True)
+    try:
+        _set_status(d, state="running", error=None, reason=None)
+        timings = dict(status.get("timings", {}))
+        for step in STEPS:
+            if (d / f".done.{step}").exists():
+                continue
+            _set_status(d, step=step)
+            t0 = time.time()
+            _STEP_FUNCS[step](d, atoms, preset, launcher)
+            timings[step] = round(time.time() - t0, 1)
+            (d / f".done.{step}").touch()
+            _set_status(d, timings=timings)
+        if not keep_scratch:
+            for name in SCRATCH:
+                p = d / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        _set_status(d, state="done", step=None)
+    except StepError as exc:
+        _set_status(d, state="failed", reason=exc.reason, error=str(exc))
+        if not keep_scratch:
+            shutil.rmtree(d / "tmp", ignore_errors=True)
+    finally:
+        (d / ".lock").unlink(missing_ok=True)
+    return read_status(d)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _nbnd(atoms: Atoms, preset: Preset) -> int:
+    nw = count_wann(atoms, preset.wannier)
+    n = int(np.ceil(preset.wannier.nbnd_per_atom * len(atoms)))
+    return max(n, nw + num_excluded(atoms, preset.wannier) + 4)
+
+
+def _step_scf(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    write_pw_input(d / "scf.in", atoms, preset.pw, "scf", prefix=PREFIX, outdir="./tmp")
+    try:
+        launcher.run([launcher.exe("pw.x"), "-nk", str(launcher.npool), "-in", "scf.in"], d, "scf.out")
+    except StepError:
+        out = read_pw_output(d / "scf.out") if (d / "scf.out").exists() else None
+        if out is not None and out.n_scf_iterations and not out.converged:
+            raise StepError("scf_not_converged", f"{d}: SCF not converged") from None
+        raise
+    out = read_pw_output(d / "scf.out")
+    if not out.converged:
+        raise StepError("scf_not_converged", f"{d}: SCF not converged after {out.n_scf_iterations} "
+                        "iterations")
+    if out.forces is None or out.stress is None or out.fermi_energy is None or out.energy is None:
+        raise StepError("scf_incomplete", f"{d}: scf.out lacks energy, forces, stress or E_F")
+
+
+def _kgrid(preset: Preset) -> np.ndarray:
+    return kgrid_full(*preset.wannier.kgrid)
+
+
+def _step_nscf(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    write_pw_input(d / "nscf.in", atoms, preset.pw, "nscf", prefix=PREFIX, outdir="./tmp",
+                   kpoints=_kgrid(preset), nbnd=_nbnd(atoms, preset))
+    launcher.run([launcher.exe("pw.x"), "-nk", str(launcher.npool), "-in", "nscf.in"], d, "nscf.out")
+    out = read_pw_output(d / "nscf.out")
+    if not out.job_done:
+        raise StepError("nscf_incomplete", f"{d}: nscf run did not finish")
+
+
+def _win(d: Path, atoms: Atoms, preset: Preset) -> None:
+    ef = read_pw_output(d / "scf.out").fermi_energy
+    nb = _nbnd(atoms, preset) - num_excluded(atoms, preset.wannier)
+    write_win(d / f"{SEED}.win", atoms, preset.wannier, _kgrid(preset), num_bands=nb,
+              fermi_energy=ef)
+
+
+def _step_wpp(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    _win(d, atoms, preset)
+    launcher.run([launcher.exe("wannier90.x"), "-pp", SEED], d, "wpp.log", parallel=False)
+    write_pw2wan(d / "pw2wan.in", PREFIX, "./tmp", SEED)
+
+
+def _step_pw2wan(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    launcher.run([launcher.exe("pw2wannier90.x"), "-in", "pw2wan.in"], d, "pw2wan.out")
+
+
+def _step_w90(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    launcher.run([launcher.exe("wannier90.x"), SEED], d, "w90.log", parallel=False)
+    try:
+        read_wout(d / f"{SEED}.wout")
+    except ValueError as exc:
+        raise StepError("wannier_failed", str(exc)) from None
+    if not (d / f"{SEED}_hr.dat").exists():
+        raise StepError("wannier_failed", f"{d}: no {SEED}_hr.dat")
+
+
+def _step_check(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    k = check_kpoints()
+    nb = count_wann(atoms, preset.wannier) + num_excluded(atoms, preset.wannier) + preset.check_bands_extra
+    nb = max(nb, int(np.ceil(read_pw_output(d / "scf.out").nelec / 2)) + preset.check_bands_extra)
+    write_pw_input(d / "check.in", atoms, preset.pw, "bands", prefix=PREFIX, outdir="./tmp",
+                   kpoints=k, nbnd=nb)
+    launcher.run([launcher.exe("pw.x"), "-nk", str(launcher.npool), "-in", "check.in"], d, "check.out")
+    if read_pw_output(d / "check.out").eigenvalues is None:
+        raise StepError("check_incomplete", f"{d}: check.out has no eigenvalues")
+
+
+def _step_gate(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    scf = read_pw_output(d / "scf.out")
+    chk = read_pw_output(d / "check.out")
+    hr = read_hr(d / f"{SEED}_hr.dat")
+    ws = read_wsvec(d / f"{SEED}_wsvec.dat")
+    e_w = wannier_eigenvalues(hr, ws, check_kpoints())
+    errs = band_errors(chk.eigenvalues, e_w, scf.fermi_energy)
+    wout = read_wout(d / f"{SEED}.wout")
+    proj, labels = read_nnkp_projections(d / f"{SEED}.nnkp")
+    host = assign_orbitals(proj, atoms.get_scaled_positions(wrap=False))
+    off = centre_offsets(wout.centres, atoms.positions, host, atoms.cell[:])
+    gate = evaluate_gate(errs, wout.spreads, off, band_tol_meV=preset.band_tol_meV,
+                         band_window_eV=preset.band_window_eV, spread_max=preset.spread_max,
+                         centre_max=preset.centre_max)
+    result = {"fermi_energy_eV": scf.fermi_energy, "energy_eV": scf.energy,
+              "num_wann": hr.num_wann, "kgrid": list(preset.wannier.kgrid),
+              "nbnd_nscf": _nbnd(atoms, preset), "omega_total_A2": wout.omega_total,
+              "max_imag_H_eV": float(np.abs(hr.H.imag).max()),
+              "check_unconverged_warnings": chk.unconverged_eigenvalue_warnings,
+              "gate": gate.to_dict()}
+    atomic_write_text(d / "result.json", json.dumps(result, indent=1) + "\n")
+    if not gate.passed:
+        raise StepError("quality_gate", f"{d}: " + "; ".join(gate.reasons))
+
+
+_STEP_FUNCS = {"scf": _step_scf, "nscf": _step_nscf, "wpp": _step_wpp, "pw2wan": _step_pw2wan,
+               "w90": _step_w90, "check": _step_check, "gate": _step_gate}

@@ -1,0 +1,149 @@
+"""From predicted atom-pair blocks to the project's tight-binding Hamiltonian.
+
+:func:`hoppings_from_blocks` expands half-stored atom-pair blocks into the half-stored orbital COO
+list ``(R, i, j, t)`` of :class:`wander.tb.TBHamiltonian` (orbitals grouped by atom in atom order,
+Wannier90 order inside an atom; onsite blocks contribute their upper triangle). It works in chunks of
+pairs, so memory stays linear in the number of atoms. :func:`predict_hamiltonian` runs the heads on a
+structure chunk by chunk and returns the TB Hamiltonian directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from wander.nn.hamiltonian.basis import OrbitalBasis
+from wander.nn.hamiltonian.categories import PairList, half_stored, hamiltonian_pairs, layers_of
+from wander.nn.hamiltonian.heads import HamiltonianHeads
+
+__all__ = ["hoppings_from_blocks", "predict_blocks", "predict_hamiltonian", "species_of",
+           "tb_from_blocks", "to_tb_hamiltonian"]
+
+DEFAULT_CHUNK = 200_000
+
+
+def hoppings_from_blocks(pair_i: np.ndarray, pair_j: np.ndarray, pair_R: np.ndarray, blocks: np.ndarray,
+                         counts: np.ndarray, chunk_size: int = DEFAULT_CHUNK
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Half-stored orbital hoppings of half-stored atom-pair blocks.
+
+    Parameters
+    ----------
+    pair_i, pair_j : (P,) atom indices; pair_R : (P, 3) int lattice shift of atom j
+    blocks : (P, M, M) float eV, block ``[p, a, b] = H_{i a, j b}(R)``; entries beyond the orbital
+        counts are ignored
+    counts : (N,) orbitals per atom
+    chunk_size : pairs expanded at once
+
+    Returns
+    -------
+    R (H, 3) int64, i (H,) int64, j (H,) int64, t (H,) float64 -- orbital indices, with
+    R > 0 lexicographically or R = 0 and i <= j.
+    """
+    pair_i, pair_j = np.asarray(pair_i, dtype=np.int64), np.asarray(pair_j, dtype=np.int64)
+    pair_R = np.asarray(pair_R, dtype=np.int64).reshape(-1, 3)
+    blocks = np.asarray(blocks)
+    if blocks.ndim != 3 or blocks.shape[0] != pair_i.shape[0] or blocks.shape[1] != blocks.shape[2]:
+        raise ValueError(f"blocks must be (P, M, M) with P={pair_i.shape[0]}, got {blocks.shape}")
+    if not half_stored(pair_i, pair_j, pair_R).all():
+        raise ValueError("pairs must be half-stored: R > 0 lexicographically, or R = 0 and i <= j")
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.size and int(counts.max()) > blocks.shape[1]:
+        raise ValueError(f"blocks of size {blocks.shape[1]} cannot hold {int(counts.max())} orbitals")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    m = blocks.shape[1]
+    a = np.arange(m)
+    out: list[tuple[np.ndarray, ...]] = []
+    step = max(int(chunk_size), 1)
+    for s in range(0, pair_i.shape[0], step):
+        pi, pj, pR = pair_i[s:s + step], pair_j[s:s + step], pair_R[s:s + step]
+        valid = (a[None, :, None] < counts[pi][:, None, None]) & (a[None, None, :] < counts[pj][:, None, None])
+        onsite = (pi == pj) & ~pR.any(axis=1)
+        valid &= ~(onsite[:, None, None] & (a[None, :, None] > a[None, None, :]))
+        p, ra, cb = np.nonzero(valid)
+        out.append((pR[p], offsets[pi[p]] + ra, offsets[pj[p]] + cb, blocks[s:s + step][p, ra, cb]))
+    if not out:
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
+            np.concatenate([o[2] for o in out]), np.concatenate([o[3] for o in out]).astype(np.float64))
+
+
+def to_tb_hamiltonian(atoms: Atoms, basis: OrbitalBasis, R: np.ndarray, i: np.ndarray, j: np.ndarray,
+                      t: np.ndarray) -> Any:
+    """``wander.tb.TBHamiltonian`` of orbital hoppings, orbitals centred on their atoms."""
+    from wander.tb import TBHamiltonian
+
+    orbital_atoms, orbital_labels, _ = basis.orbital_table(atoms.get_chemical_symbols())
+    return TBHamiltonian.from_hoppings(
+        np.asarray(atoms.cell, dtype=float), atoms.positions[orbital_atoms], R, i, j, t,
+        orbital_atoms=orbital_atoms, orbital_labels=orbital_labels, pbc=tuple(bool(p) for p in atoms.pbc),
+    )
+
+
+def tb_from_blocks(atoms: Atoms, basis: OrbitalBasis, pair_i: np.ndarray, pair_j: np.ndarray,
+                   pair_R: np.ndarray, blocks: np.ndarray, chunk_size: int = DEFAULT_CHUNK) -> Any:
+    """``wander.tb.TBHamiltonian`` of half-stored atom-pair blocks (inverse of ``targets.blocks_from_tb``)."""
+    counts = basis.orbital_counts(atoms.get_chemical_symbols())
+    return to_tb_hamiltonian(atoms, basis, *hoppings_from_blocks(pair_i, pair_j, pair_R, blocks, counts, chunk_size))
+
+
+def species_of(atoms: Atoms, type_map: tuple[str, ...]) -> np.ndarray:
+    """Type index of every atom; ``ValueError`` for elements outside ``type_map``."""
+    lookup = {s: k for k, s in enumerate(type_map)}
+    symbols = atoms.get_chemical_symbols()
+    missing = sorted(set(symbols) - lookup.keys())
+    if missing:
+        raise ValueError(f"elements {missing} are not in type_map {list(type_map)}")
+    return np.fromiter((lookup[s] for s in symbols), dtype=np.int64, count=len(symbols))
+
+
+def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor, chunk_size: int):
+    from wander.data.neighbors import neighbor_list
+
+    cfg = heads.config
+    dtype, device = heads.pair_rbf.centres.dtype, heads.pair_rbf.centres.device
+    species = torch.as_tensor(species_of(atoms, heads.type_map), device=device)
+    layer_np = layers_of(atoms, required=cfg.layered)
+    layer = torch.as_tensor(layer_np, device=device) if layer_np is not None and cfg.layered else None
+    env = neighbor_list(atoms, cfg.r_env)
+    env_vec = torch.as_tensor(env.vectors(atoms.positions, atoms.cell), dtype=dtype, device=device)
+    env_index = torch.as_tensor(np.stack([env.i, env.j]), device=device)
+    pairs = hamiltonian_pairs(atoms, cfg.r_cut, cfg.r_near, layered=cfg.layered)
+    vec = pairs.vectors(atoms)
+    descriptors = descriptors.to(device)
+    with torch.no_grad():
+        density = heads.density(species, env_vec, env_index, chunk_size=chunk_size)
+        for s in range(0, len(pairs), chunk_size):
+            sl = slice(s, s + chunk_size)
+            index = torch.as_tensor(np.stack([pairs.i[sl], pairs.j[sl]]), device=device)
+            blk = heads.blocks(descriptors, species, density, index,
+                               torch.as_tensor(vec[sl], dtype=dtype, device=device), layer)
+            yield pairs, sl, blk.cpu().numpy()
+
+
+def predict_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor,
+                   chunk_size: int = 50_000) -> tuple[PairList, np.ndarray]:
+    """Half-stored pairs (onsite first) and predicted blocks ``(P, M, M)`` eV of a structure.
+
+    ``descriptors`` (N, F) are the shared per-atom descriptors of ``atoms``.
+    """
+    pairs, parts = None, []
+    for pairs, _, blk in _iter_blocks(heads, atoms, descriptors, chunk_size):
+        parts.append(blk)
+    if pairs is None:
+        raise ValueError("structure has no atoms")
+    return pairs, np.concatenate(parts)
+
+
+def predict_hamiltonian(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor,
+                        chunk_size: int = 50_000) -> Any:
+    """``wander.tb.TBHamiltonian`` predicted for ``atoms``, assembled chunk by chunk."""
+    counts = heads.basis.orbital_counts(atoms.get_chemical_symbols())
+    parts = []
+    for pairs, sl, blk in _iter_blocks(heads, atoms, descriptors, chunk_size):
+        parts.append(hoppings_from_blocks(pairs.i[sl], pairs.j[sl], pairs.R[sl], blk, counts))
+    R, i, j, t = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    return to_tb_hamiltonian(atoms, heads.basis, R, i, j, t)

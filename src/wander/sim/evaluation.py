@@ -1,0 +1,198 @@
+"""Force-field evaluation on large structures: compact neighbour lists and atom-chunked forward passes.
+
+The energy of a Deep Potential is a sum of atomic energies, ``E = sum_i E_i``, and ``E_i`` depends only
+on the neighbour vectors ``D_ij = x_j - x_i + S_ij @ cell`` of the centre atom ``i``. The centre atoms
+are therefore processed in chunks of ``chunk_atoms``: for each chunk the edges of its centres are
+turned into vectors, ``E_chunk`` is differentiated with respect to them (``g_e = dE/dD_e``), and the
+gradients are scattered,
+
+    F_i += g_e,   F_j -= g_e                                  (eV/Angstrom)
+    W   = -sym( sum_e D_e (x) g_e )                           (eV, virial)
+
+which is the chain rule of ``F = -dE/dx`` and of the symmetric-strain virial of
+:class:`wander.nn.model.ForceField`. Peak autograd memory is set by the chunk, not by the system;
+the only whole-system arrays are the positions, the forces and the compact edge list
+(:class:`CompactNeighborList`, 7 bytes per directed pair).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from wander.data.graph import species_indices
+from wander.data.neighbors import neighbor_list
+
+__all__ = ["CompactNeighborList", "ForceFieldResult", "build_neighbor_list", "compute_descriptors", "evaluate_forcefield"]
+
+
+@dataclass(frozen=True)
+class CompactNeighborList:
+    """Directed pairs in CSR form, sorted by centre atom.
+
+    Attributes
+    ----------
+    row_ptr : (N + 1,) int64
+        Pairs of centre ``i`` are ``row_ptr[i]:row_ptr[i + 1]``.
+    j : (E,) int32
+        Neighbour atom of every pair.
+    shift : (E, 3) int8 or int16
+        Integer lattice shift ``S`` (neighbour vector ``x_j - x_i + S @ cell``).
+    cutoff : float
+        Search radius in Angstrom (model cutoff + skin).
+    """
+
+    row_ptr: np.ndarray
+    j: np.ndarray
+    shift: np.ndarray
+    cutoff: float
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.row_ptr.shape[0] - 1)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.j.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.row_ptr.nbytes + self.j.nbytes + self.shift.nbytes)
+
+    def centres(self, start: int, stop: int) -> np.ndarray:
+        """Centre index of the pairs of atoms ``start:stop``, shape (E_chunk,) int64."""
+        counts = np.diff(self.row_ptr[start:stop + 1])
+        return np.repeat(np.arange(start, stop, dtype=np.int64), counts)
+
+
+def build_neighbor_list(atoms: Atoms, cutoff: float) -> CompactNeighborList:
+    """All directed pairs closer than ``cutoff`` (Angstrom) of ``atoms`` as a :class:`CompactNeighborList`."""
+    nl = neighbor_list(atoms, cutoff)
+    n = len(atoms)
+    if n >= np.iinfo(np.int32).max:
+        raise ValueError(f"{n} atoms exceed the int32 index range of the compact neighbour list")
+    counts = np.bincount(nl.i, minlength=n)
+    row_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=row_ptr[1:])
+    smax = int(np.abs(nl.shift).max()) if len(nl) else 0
+    sdtype = np.int8 if smax <= np.iinfo(np.int8).max else np.int16
+    return CompactNeighborList(row_ptr, nl.j.astype(np.int32), nl.shift.astype(sdtype), float(cutoff))
+
+
+@dataclass(frozen=True)
+class ForceFieldResult:
+    """Energies (eV), forces (eV/Angstrom) and virial (eV) of one structure, as numpy float64.
+
+    Attributes
+    ----------
+    energy : float
+    energies : (N,) per-atom energies, summing to ``energy``
+    forces : (N, 3)
+    virial : (3, 3) or None, ``virial = -stress * volume``
+    """
+
+    energy: float
+    energies: np.ndarray
+    forces: np.ndarray
+    virial: np.ndarray | None
+
+
+def evaluate_forcefield(
+    model: torch.nn.Module,
+    atoms: Atoms,
+    nlist: CompactNeighborList,
+    compute_virial: bool = True,
+    chunk_atoms: int = 8192,
+    device: torch.device | str = "cpu",
+) -> ForceFieldResult:
+    """Energy, per-atom energies, forces and virial of ``atoms`` with a ForceField, chunk by chunk.
+
+    Parameters
+    ----------
+    model
+        A :class:`wander.nn.model.ForceField` (uses ``descriptor``, ``fitting``, ``type_map``, ``dtype``).
+    atoms
+        Structure; ``nlist`` must have been built for the same atoms (positions may have moved by less
+        than half the skin since).
+    nlist
+        Pairs within at least ``model.rcut``; pairs beyond ``rcut`` contribute exactly nothing.
+    compute_virial
+        Also accumulate the virial.
+    chunk_atoms
+        Centre atoms per chunk (>= 1). Results do not depend on it beyond round-off.
+    device
+        Torch device of the model.
+    """
+    if chunk_atoms < 1:
+        raise ValueError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
+    n = len(atoms)
+    if nlist.n_atoms != n:
+        raise ValueError(f"neighbour list is for {nlist.n_atoms} atoms, structure has {n}")
+    if nlist.cutoff < model.rcut:
+        raise ValueError(f"neighbour list cutoff {nlist.cutoff} is below the model cutoff {model.rcut}")
+    dtype = model.dtype
+    species = torch.as_tensor(species_indices(atoms.get_chemical_symbols(), model.type_map), device=device)
+    pos = torch.as_tensor(atoms.positions, dtype=dtype, device=device)
+    cell = torch.as_tensor(np.array(atoms.cell), dtype=dtype, device=device)
+    energies = torch.zeros(n, dtype=dtype, device=device)
+    forces = torch.zeros(n, 3, dtype=dtype, device=device)
+    strain_grad = torch.zeros(3, 3, dtype=dtype, device=device)
+    for start in range(0, n, chunk_atoms):
+        stop = min(start + chunk_atoms, n)
+        vec, i, j, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
+        vec = vec.requires_grad_(True)                                      # (E_c, 3)
+        m = stop - start
+        with torch.enable_grad():
+            desc = model.descriptor(vec, edge_index, sp)[:m]
+            e_atoms = model.fitting(desc, species[start:stop])
+            (g,) = torch.autograd.grad(e_atoms.sum(), vec, allow_unused=True)
+        if g is None:
+            g = torch.zeros_like(vec)
+        energies[start:stop] = e_atoms.detach()
+        forces.index_add_(0, i, g)
+        forces.index_add_(0, j, -g)
+        if compute_virial:
+            strain_grad += vec.detach().T @ g
+    virial = None
+    if compute_virial:
+        virial = (-0.5 * (strain_grad + strain_grad.T)).cpu().numpy().astype(np.float64)
+    e = energies.cpu().numpy().astype(np.float64)
+    return ForceFieldResult(float(e.sum()), e, forces.cpu().numpy().astype(np.float64), virial)
+
+
+def _chunk_inputs(model: torch.nn.Module, nlist: CompactNeighborList, species: torch.Tensor, pos: torch.Tensor,
+                  cell: torch.Tensor, start: int, stop: int, device: torch.device | str):
+    """Edge vectors (E_c, 3), centre indices (E_c,), neighbour indices (E_c,), local edge index and species."""
+    lo, hi = int(nlist.row_ptr[start]), int(nlist.row_ptr[stop])
+    i = torch.as_tensor(nlist.centres(start, stop), device=device)
+    j = torch.as_tensor(nlist.j[lo:hi].astype(np.int64), device=device)
+    shift = torch.as_tensor(nlist.shift[lo:hi], dtype=pos.dtype, device=device)
+    vec = pos[j] - pos[i] + shift @ cell
+    m = stop - start
+    # neighbours only enter through their type: point them at ``ntypes`` stand-in rows
+    sp = torch.cat([species[start:stop], torch.arange(len(model.type_map), device=device)])
+    edge_index = torch.stack([i - start, m + species[j]])
+    return vec, i, j, edge_index, sp
+
+
+@torch.no_grad()
+def compute_descriptors(
+    model: torch.nn.Module, atoms: Atoms, nlist: CompactNeighborList, chunk_atoms: int = 8192,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Per-atom se_e2_a descriptors (N, dim_out) of ``atoms``, computed chunk by chunk (no autograd)."""
+    if chunk_atoms < 1:
+        raise ValueError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
+    n = len(atoms)
+    species = torch.as_tensor(species_indices(atoms.get_chemical_symbols(), model.type_map), device=device)
+    pos = torch.as_tensor(atoms.positions, dtype=model.dtype, device=device)
+    cell = torch.as_tensor(np.array(atoms.cell), dtype=model.dtype, device=device)
+    out = torch.zeros(n, model.descriptor.dim_out, dtype=model.dtype, device=device)
+    for start in range(0, n, chunk_atoms):
+        stop = min(start + chunk_atoms, n)
+        vec, _, _, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
+        out[start:stop] = model.descriptor(vec, edge_index, sp)[: stop - start]
+    return out

@@ -1,0 +1,283 @@
+"""End-to-end twisted-bilayer workflow: relax -> Hamiltonian -> flat bands, DOS, moire maps, summary.
+
+:func:`run_workflow` is what ``wander run`` executes. Outputs in ``out_dir``:
+
+==========================  ==============================================================
+``structure_rigid.extxyz``  the input structure
+``structure_relaxed.extxyz`` relaxed structure (when a calculator is given)
+``relax.traj``              relaxation trajectory
+``hamiltonian.npz``         the predicted Hamiltonian (:meth:`wander.tb.TBHamiltonian.save`)
+``bands.json``, ``bands.png`` bands near E_F along the moire path (ASE BandStructure) + DOS panel
+``dos.png``                 DOS near E_F
+``interlayer_distance.png`` local interlayer distance map
+``displacement.png``        in-plane displacement field of the top layer (relaxed vs rigid)
+``registry.png``            local stacking registry (AA / AB / BA / SP)
+``ldos.png``                LDOS at the flat-band centre
+``summary.json``            flat-band width, gaps, Fermi level, timings, memory (see :func:`run_workflow`)
+==========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from wander.sim.memory import check_memory, estimate_memory, peak_rss
+
+__all__ = ["FlatBands", "flat_bands", "run_workflow"]
+
+
+@dataclass(frozen=True)
+class FlatBands:
+    """The ``n_flat`` bands around charge neutrality and their neighbours, along the sampled k-points (eV).
+
+    ``width`` = max - min of the flat bands; ``gap_above`` = lowest remote band above minus the top of
+    the flat bands, ``gap_below`` = bottom of the flat bands minus the highest remote band below
+    (negative: overlap); ``centre`` = mean flat-band energy; ``fermi_level`` at the electron count.
+    """
+
+    fermi_level: float
+    centre: float
+    width: float
+    gap_above: float | None
+    gap_below: float | None
+    first_band: int
+    n_flat: int
+
+
+def flat_bands(energies: np.ndarray, band_offset: np.ndarray, n_electrons: float, n_flat: int = 4,
+               spin_degeneracy: int = 2) -> FlatBands:
+    """Locate the flat bands in windows of bands.
+
+    Parameters
+    ----------
+    energies : (nk, nb) eV, ascending per k-point
+    band_offset : (nk,) global index of ``energies[k, 0]``
+    n_electrons : electrons per cell
+    n_flat : number of (spinless) bands centred on charge neutrality (4 for twisted bilayer graphene)
+    """
+    from wander.tb.fermi import fermi_level
+
+    e = np.asarray(energies, dtype=float)
+    off = np.asarray(band_offset, dtype=np.int64)
+    n_occ = float(n_electrons) / spin_degeneracy
+    if abs(n_occ - round(n_occ)) > 1e-9 or n_flat < 1 or n_flat % 2:
+        raise ValueError(f"need an integer number of filled bands and an even n_flat, got {n_occ}, {n_flat}")
+    first = int(round(n_occ)) - n_flat // 2
+    local = first - off                                            # (nk,) window index of the first flat band
+    nb = e.shape[1]
+    if (local < 0).any() or (local + n_flat > nb).any():
+        raise ValueError(f"the band window ({nb} bands) does not contain the {n_flat} bands around charge "
+                         "neutrality at every k-point; increase n_bands")
+    rows = np.arange(len(e))[:, None]
+    flat = e[rows, local[:, None] + np.arange(n_flat)[None, :]]
+    below = e[np.arange(len(e)), local - 1] if (local >= 1).all() else None
+    above = e[np.arange(len(e)), local + n_flat] if (local + n_flat < nb).all() else None
+    ef = fermi_level(e, n_electrons, spin_degeneracy=spin_degeneracy, band_offset=off)
+    return FlatBands(
+        fermi_level=float(ef), centre=float(flat.mean()), width=float(flat.max() - flat.min()),
+        gap_above=None if above is None else float(above.min() - flat.max()),
+        gap_below=None if below is None else float(flat.min() - below.max()),
+        first_band=first, n_flat=int(n_flat),
+    )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _write_atoms(path: Path, atoms: Atoms) -> None:
+    from ase.io import write
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".extxyz")
+    os.close(fd)
+    write(tmp, atoms, format="extxyz")
+    os.replace(tmp, path)
+
+
+def _initial_energy(ham: Any, n_electrons: float) -> float:
+    """Fermi-level guess at Gamma (dense below DENSE_MAX orbitals, else inertia counts)."""
+    from wander.tb.eigen import DENSE_MAX, eigvalsh_dense
+    from wander.tb.fermi import fermi_level, fermi_level_at_k
+
+    if ham.n_orbitals <= DENSE_MAX:
+        return float(fermi_level(eigvalsh_dense(ham.hk(np.zeros(3)))[None, :], n_electrons))
+    h = ham.assembler(ordered=True, diagonal=True).matrix(np.zeros(3))
+    return float(fermi_level_at_k(h, n_electrons))
+
+
+def run_workflow(
+    atoms: Atoms,
+    predictor: Callable[[Atoms], Any],
+    out_dir: str | os.PathLike,
+    calculator: Calculator | None = None,
+    *,
+    n_electrons: float | None = None,
+    relax_options: dict[str, Any] | None = None,
+    n_flat: int = 4,
+    n_bands: int = 12,
+    npoints: int = 60,
+    dos_kgrid: tuple[int, int, int] = (6, 6, 1),
+    dos_width: float = 0.005,
+    ldos_kgrid: tuple[int, int, int] = (2, 2, 1),
+    ldos_width: float = 0.005,
+    memory_options: dict[str, Any] | None = None,
+    available_memory: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Relax (if ``calculator``), predict the Hamiltonian, and compute flat bands, DOS and maps.
+
+    Parameters
+    ----------
+    atoms
+        Twisted bilayer (pbc ``(T, T, F)``, ``arrays["layer"]``).
+    predictor
+        ``atoms -> TBHamiltonian`` (e.g. :class:`wander.sim.predictors.HamiltonianPredictor`); if it
+        has an ``electrons(atoms, ham)`` method it supplies the electron count.
+    out_dir
+        Output folder (created).
+    calculator
+        Force field for the relaxation; ``None`` skips it (rigid structure).
+    n_electrons
+        Electrons per cell (default: from the predictor, e.g. one per pz orbital).
+    relax_options
+        Keyword arguments of :func:`wander.sim.relax.relax` (``fmax``, ``steps``, ``cell``, ``optimizer``).
+    n_flat, n_bands, npoints
+        Flat bands around charge neutrality, bands computed per k-point, k-points on the path.
+    dos_kgrid, dos_width, ldos_kgrid, ldos_width
+        k-grids (Gamma-centred) and broadenings (eV) of the DOS and of the LDOS map; the LDOS width is
+        at least half the flat-band width, so the map shows the whole flat-band manifold.
+    memory_options
+        Keyword arguments of :func:`wander.sim.memory.estimate_memory`.
+    available_memory
+        Bytes to check the estimate against (default ``MemAvailable``).
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json``: ``flat_bands`` (meV widths / gaps, eV energies), ``timings_s``,
+        ``memory`` (estimate and measured ``peak_rss_bytes``), ``relax`` and map statistics.
+    """
+    from wander.moire.ldos import ldos_map
+    from wander.moire.maps import displacement_field, interlayer_distance_map, stacking_registry
+    from wander.moire.plots import plot_displacement, plot_map, plot_registry, save_figure
+    from wander.sim.relax import relax
+    from wander.tb import band_windows, bandpath_2d, density_of_states
+    from wander.tb.eigen import DENSE_MAX
+    from wander.tb.plotting import plot_band_structure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    summary: dict[str, Any] = {
+        "n_atoms": len(atoms), "formula": atoms.get_chemical_formula(),
+        "angle_deg": atoms.info.get("angle"), "material": atoms.info.get("material"),
+    }
+    est = estimate_memory(atoms, relax=calculator is not None, **(memory_options or {}))
+    log(est.report())
+    check_memory(est, available=available_memory)
+    summary["memory"] = {"estimate": est.to_dict()}
+    _write_atoms(out / "structure_rigid.extxyz", atoms)
+
+    relaxed = atoms
+    if calculator is not None:
+        t0 = time.perf_counter()
+        opts = {"fmax": 0.01, "steps": 1000, "cell": "in-plane", "optimizer": "FIRE", **(relax_options or {})}
+        relaxed = relax(atoms, calculator, trajectory=out / "relax.traj", progress=progress, **opts)
+        timings["relax"] = time.perf_counter() - t0
+        _write_atoms(out / "structure_relaxed.extxyz", relaxed)
+        summary["relax"] = {k: relaxed.info[k] for k in ("relax_converged", "relax_steps", "relax_fmax")}
+        summary["relax"].update(energy_initial_eV=relaxed.info["relax_energy_initial"],
+                                energy_final_eV=float(relaxed.get_potential_energy()), **opts)
+        log(f"relaxed: {relaxed.info['relax_steps']} steps, fmax {relaxed.info['relax_fmax']:.4g} eV/A, "
+            f"converged={relaxed.info['relax_converged']}")
+
+    t0 = time.perf_counter()
+    ham = predictor(relaxed)
+    timings["hamiltonian"] = time.perf_counter() - t0
+    ham.save(out / "hamiltonian.npz")
+    if n_electrons is None and hasattr(predictor, "electrons"):
+        n_electrons = predictor.electrons(relaxed, ham)
+    if n_electrons is None:
+        raise ValueError("the electron count is unknown for this Hamiltonian; pass n_electrons")
+    summary.update(n_orbitals=ham.n_orbitals, n_hoppings=ham.n_hoppings, n_electrons=n_electrons)
+
+    t0 = time.perf_counter()
+    guess = _initial_energy(ham, n_electrons)
+    path = bandpath_2d(ham.cell, None, npoints)
+    nb = min(n_bands, ham.n_orbitals)
+    win = band_windows(ham, path.kpts, n_bands=nb, energy=guess, progress=progress)
+    if win.band_offset is None:
+        raise RuntimeError("band indices are unknown (no inertia count): cannot locate the flat bands")
+    fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat)
+    timings["bands"] = time.perf_counter() - t0
+    from ase.spectrum.band_structure import BandStructure
+
+    bs = BandStructure(path, win.energies[None], reference=fb.fermi_level)
+    bs.write(str(out / "bands.json"))
+
+    t0 = time.perf_counter()
+    method = "exact" if ham.n_orbitals <= DENSE_MAX else "kpm"
+    span = max(4 * fb.width, 0.3)
+    dos = density_of_states(ham, dos_kgrid if method == "exact" else (1, 1, 1), method=method, width=dos_width,
+                            emin=fb.fermi_level - span, emax=fb.fermi_level + span, npts=600)
+    timings["dos"] = time.perf_counter() - t0
+    lo = min(-2 * fb.width, -0.1) if fb.gap_below is None else -(fb.fermi_level - fb.centre + fb.width) - 0.1
+    save_figure(plot_band_structure(bs, dos=dos, emin=lo, emax=-lo,
+                                    title=f"{summary['formula']} {summary['angle_deg'] or ''}°"), str(out / "bands.png"))
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(dos.get_energies() - fb.fermi_level, dos.get_weights(), lw=1.0)
+    ax.set_xlabel("E - E_F (eV)")
+    ax.set_ylabel("DOS (states / eV / cell / spin)")
+    save_figure(fig, str(out / "dos.png"))
+
+    t0 = time.perf_counter()
+    dist = interlayer_distance_map(relaxed)
+    save_figure(plot_map(dist, cmap="coolwarm"), str(out / "interlayer_distance.png"))
+    reg = stacking_registry(relaxed)
+    save_figure(plot_registry(reg), str(out / "registry.png"))
+    maps: dict[str, Any] = {"interlayer_distance_A": dist.summary(),
+                            "registry_counts": {k: int((reg.extra["label"] == k).sum()) for k in ("AA", "AB", "BA", "SP")}}
+    if relaxed is not atoms:
+        disp = displacement_field(atoms, relaxed)
+        save_figure(plot_displacement(disp, layer=relaxed.arrays["layer"], which=1), str(out / "displacement.png"))
+        maps["max_inplane_displacement_A"] = float(np.linalg.norm(disp.values[:, :2], axis=1).max())
+    width = max(ldos_width, 0.5 * fb.width)
+    lmap = ldos_map(ham, relaxed, fb.centre, width=width, kgrid=ldos_kgrid if method == "exact" else (1, 1, 1),
+                    method=method)
+    save_figure(plot_map(lmap, cmap="inferno", title=f"LDOS at flat-band centre (width {1e3 * width:.1f} meV)"),
+                str(out / "ldos.png"))
+    labels, sampled = reg.extra["label"], reg.extra["atoms"]
+    maps["ldos_mean_by_registry"] = {k: float(lmap.values[sampled[labels == k]].mean())
+                                     for k in ("AA", "AB", "BA", "SP") if (labels == k).any()}
+    timings["maps"] = time.perf_counter() - t0
+
+    fbd = asdict(fb)
+    summary["flat_bands"] = {
+        "fermi_level_eV": fbd["fermi_level"], "centre_eV": fbd["centre"], "width_meV": 1e3 * fbd["width"],
+        "gap_above_meV": None if fb.gap_above is None else 1e3 * fb.gap_above,
+        "gap_below_meV": None if fb.gap_below is None else 1e3 * fb.gap_below,
+        "first_band": fb.first_band, "n_flat": fb.n_flat, "n_kpoints": len(path.kpts), "path": path.path,
+        "solver": win.method,
+    }
+    summary["maps"] = maps
+    summary["timings_s"] = timings
+    summary["memory"]["peak_rss_bytes"] = peak_rss()
+    _write_json(out / "summary.json", summary)
+    return summary

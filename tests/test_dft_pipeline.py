@@ -1,0 +1,98 @@
+"""Pipeline orchestration (markers, status, gate, cleanup) with a stand-in launcher that
+replays the committed BLG outputs instead of running the DFT codes."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import read
+
+import wander.dft.pipeline as pipeline
+from wander.dft.pipeline import Launcher, StepError, read_status, run_configuration, write_configuration
+from wander.dft.presets import get_preset
+from wander.dft.wannier_output import read_band_kpt
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+class ReplayLauncher(Launcher):
+    """Copies committed outputs in place of running pw.x / pw2wannier90.x / wannier90.x."""
+
+    def __init__(self, fail_on: str | None = None):
+        super().__init__(mpi="", npool=1, nice=0)
+        self.calls: list[str] = []
+        self.fail_on = fail_on
+
+    def run(self, argv, cwd, stdout, parallel=True):
+        cwd = Path(cwd)
+        name = Path(argv[0]).name
+        tag = stdout.split(".")[0]
+        self.calls.append(tag)
+        if tag == self.fail_on:
+            raise StepError("program_error", f"{tag} failed")
+        if tag == "scf":
+            shutil.copy(FIX / "qe" / "blg_scf.out", cwd / "scf.out")
+            (cwd / "tmp").mkdir(exist_ok=True)
+        elif tag == "nscf":
+            (cwd / "nscf.out").write_text("     Program PWSCF v.6.7MaX starts\n   JOB DONE.\n")
+        elif tag == "wpp":
+            shutil.copy(FIX / "blg_w90" / "blg.nnkp", cwd / "wan.nnkp")
+        elif tag == "w90":
+            for src, dst in (("blg.wout", "wan.wout"), ("blg_hr.dat", "wan_hr.dat"),
+                             ("blg_wsvec.dat", "wan_wsvec.dat")):
+                shutil.copy(FIX / "blg_w90" / src, cwd / dst)
+        elif tag == "check":
+            shutil.copy(FIX / "qe" / "blg_bands.out", cwd / "check.out")
+        (cwd / stdout).touch()
+        assert name in ("pw.x", "pw2wannier90.x", "wannier90.x")
+        return 0.0
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "check_kpoints", lambda: read_band_kpt(FIX / "blg_w90" / "blg_band.kpt"))
+    atoms = read(FIX / "blg_w90" / "scf.in", format="espresso-in")
+    atoms.pbc = (True, True, False)
+    atoms.arrays["layer"] = np.array([0, 0, 1, 1])
+    return write_configuration(tmp_path / "blg_0000", atoms, {"kind": "bilayer"}, get_preset("graphene"))
+
+
+def test_full_run_and_resume(config_dir):
+    lau = ReplayLauncher()
+    st = run_configuration(config_dir, lau)
+    assert st["state"] == "done", st
+    assert lau.calls == ["scf", "nscf", "wpp", "pw2wan", "w90", "check"]
+    res = json.loads((config_dir / "result.json").read_text())
+    assert res["gate"]["passed"] and res["gate"]["band_errors"]["1"]["max_meV"] < 20
+    assert not (config_dir / "tmp").exists()  # scratch removed
+    assert "nosym = .true." in (config_dir / "nscf.in").read_text()
+    assert "num_iter = 0" in (config_dir / "wan.win").read_text()
+    lau2 = ReplayLauncher()
+    assert run_configuration(config_dir, lau2)["state"] == "done" and lau2.calls == []
+
+
+def test_failure_recorded_and_retry_resumes(config_dir):
+    st = run_configuration(config_dir, ReplayLauncher(fail_on="pw2wan"))
+    assert st["state"] == "failed" and st["reason"] == "program_error" and st["step"] == "pw2wan"
+    lau = ReplayLauncher()
+    assert run_configuration(config_dir, lau)["state"] == "failed" and lau.calls == []
+    # scratch was removed with the failure, so a retry starts again from the SCF
+    st = run_configuration(config_dir, lau, retry_failed=True)
+    assert st["state"] == "done" and lau.calls[0] == "scf"
+
+
+def test_gate_failure(config_dir):
+    cfg = json.loads((config_dir / "config.json").read_text())
+    cfg["preset"]["band_tol_meV"] = 1.0
+    (config_dir / "config.json").write_text(json.dumps(cfg))
+    st = run_configuration(config_dir, ReplayLauncher())
+    assert st["state"] == "failed" and st["reason"] == "quality_gate"
+    assert "band error" in st["error"]
+
+
+def test_not_a_config_dir(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        run_configuration(tmp_path, ReplayLauncher())
+    assert read_status(tmp_path) == {"state": "pending"}

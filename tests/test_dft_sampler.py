@@ -1,0 +1,90 @@
+"""Configuration sampler: determinism, registry coverage, distance and strain ranges."""
+
+import numpy as np
+import pytest
+
+from wander.dft.sampler import LAYERS, NAMED_SHIFTS, build_bilayer, sample_configurations
+
+
+def test_deterministic_given_seed():
+    a = sample_configurations("graphene", 30, seed=7)
+    b = sample_configurations("graphene", 30, seed=7)
+    c = sample_configurations("graphene", 30, seed=8)
+    assert [x.name for x in a] == [x.name for x in b]
+    for x, y in zip(a, b):
+        assert np.array_equal(x.atoms.positions, y.atoms.positions)
+        assert x.params == y.params
+    assert any(not np.array_equal(x.atoms.positions, y.atoms.positions) for x, y in zip(a[5:], c[5:]))
+
+
+def test_named_registries_first_and_exact():
+    confs = sample_configurations("graphene", 10, seed=0)
+    regs = [c.params["registry"] for c in confs[:3]]
+    assert regs == ["AA", "AB", "SP"]
+    ab = confs[1].atoms
+    top = ab.positions[ab.arrays["layer"] == 1]
+    bot = ab.positions[ab.arrays["layer"] == 0]
+    # AB: one top atom exactly above a bottom atom, the other above a hexagon centre
+    dxy = np.linalg.norm(top[:, None, :2] - bot[None, :, :2], axis=2)
+    assert np.sort(dxy.min(axis=1))[0] < 1e-9
+    assert confs[3].params["kind"] == "monolayer" and len(confs[3].atoms) == 2
+
+
+def test_registry_and_distance_coverage():
+    confs = sample_configurations("graphene", 150, seed=1)
+    bil = [c for c in confs if c.params["kind"] == "bilayer"]
+    shifts = np.array([c.params["shift"] for c in bil if c.params["registry"] is None])
+    hist, _, _ = np.histogram2d(shifts[:, 0], shifts[:, 1], bins=3, range=[[0, 1], [0, 1]])
+    assert hist.min() > 0  # every ninth of the registry cell is visited
+    d = np.array([c.params["distance"] for c in bil])
+    lo, hi = LAYERS["graphene"].distance_range
+    assert d.min() >= lo and d.max() <= hi and d.max() - d.min() > 0.8 * (hi - lo)
+    # the measured interlayer distance equals the sampled one for unrattled frames
+    for c in bil:
+        if c.params["rattle"] == 0 and not c.params["twist_deg"]:
+            z = c.atoms.positions[:, 2]
+            lay = c.atoms.arrays["layer"]
+            assert z[lay == 1].mean() - z[lay == 0].mean() == pytest.approx(c.params["distance"])
+    strains = np.array([c.params["strain"] for c in confs])
+    assert np.abs(strains).max() <= 0.03
+    kinds = {c.params["supercell"] for c in confs}
+    assert {"1x1", "sqrt3"} <= kinds
+    assert sum(c.params["kind"] == "monolayer" for c in confs) >= 5
+
+
+def test_frames_follow_conventions():
+    for c in sample_configurations("mos2", 12, seed=3):
+        a = c.atoms
+        assert tuple(a.pbc) == (True, True, False)
+        assert np.allclose(a.cell[:2, 2], 0) and np.allclose(a.cell[2, :2], 0)
+        assert abs(a.positions[:, 2].max() + a.positions[:, 2].min()) < 1e-9
+        assert set(np.unique(a.arrays["layer"])) <= {0, 1}
+        assert c.params["min_distance"] > 1.5
+        frac = a.get_scaled_positions(wrap=False)
+        assert frac[:, :2].min() >= 0 and frac[:, :2].max() < 1
+
+
+def test_mos2_2h_stacking():
+    a = build_bilayer("mos2", shift=NAMED_SHIFTS["AB"], orientation="H", distance=3.0)
+    mo = a.positions[np.array(a.get_chemical_symbols()) == "Mo"]
+    assert mo[1, 2] - mo[0, 2] == pytest.approx(3.0 + 3.13)
+    assert len(a) == 6
+
+
+def test_supercell_sizes():
+    assert len(build_bilayer("graphene", supercell="sqrt3")) == 12
+    assert len(build_bilayer("graphene", supercell="2x2")) == 16
+
+
+@pytest.mark.parametrize("kw", [dict(material="xx"), dict(material="graphene", supercell="3x3"),
+                                dict(material="graphene", distance=0.5),
+                                dict(material="graphene", orientation="Q"),
+                                dict(material="graphene", strain=np.array([[0, 0.1], [0, 0]]))])
+def test_bad_input(kw):
+    with pytest.raises(ValueError):
+        build_bilayer(**kw)
+
+
+def test_bad_n():
+    with pytest.raises(ValueError):
+        sample_configurations("graphene", 0)

@@ -1,0 +1,114 @@
+"""Force field + Hamiltonian heads: config keys, combined checkpoint, frozen / joint gradients."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures.dual.helpers import DUAL_DIR, dual_config, dual_model_config
+from fixtures.ff.helpers import one_thread  # noqa: F401  (autouse fixture)
+from wander.nn.dual import DualModel
+from wander.train.checkpoint import load_checkpoint, load_dual_model, load_model, save_checkpoint
+from wander.train.config import ConfigError, parse_config
+from wander.train.data import load_frame_set, make_batch
+
+
+def _model_and_frames(mode: str = "joint"):
+    cfg = parse_config(dual_config(mode, init_model="ff.pt") if mode == "frozen" else dual_config(mode))
+    model = DualModel.from_config(cfg.to_dict()["model"])
+    frames = load_frame_set([DUAL_DIR], ["C"], 4.0, hamiltonian=cfg.model.hamiltonian)
+    model.forcefield.compute_statistics(frames.graphs)
+    return cfg, model, frames
+
+
+# ------------------------------------------------------------------ config
+def test_hamiltonian_config_keys_and_defaults() -> None:
+    cfg = parse_config(dual_config())
+    h = cfg.model.hamiltonian
+    assert h.orbitals == {"C": ("pz",)} and h.descriptor_mode == "joint" and h.energy_zero == "fermi"
+    assert cfg.loss.hamiltonian.start_pref_intra_near == 2.0 and cfg.loss.hamiltonian.limit_pref_inter == 1.0
+    assert parse_config(cfg.to_dict()) == cfg
+    plain = dual_config()
+    del plain["loss"]["hamiltonian"]
+    assert parse_config(plain).loss.hamiltonian.start_pref_onsite == 1.0  # defaults filled in
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["model"]["hamiltonian"].update(orbitls={"C": "pz"}), "did you mean 'orbitals'"),
+    (lambda d: d["loss"]["hamiltonian"].update(start_pref_intra_nera=1), "did you mean 'start_pref_intra_near'"),
+    (lambda d: d["model"]["hamiltonian"].update(descriptor_mode="both"), "descriptor_mode"),
+    (lambda d: d["model"]["hamiltonian"].update(r_env=4.5), "r_env: must be <= descriptor.rcut"),
+    (lambda d: d["model"]["hamiltonian"].update(orbitals={"B": "pz"}), "no orbitals for \\['C'\\]"),
+    (lambda d: d["model"]["hamiltonian"].update(r_near=6.0), "r_near"),
+    (lambda d: d["model"]["hamiltonian"].update(energy_zero="vacuum"), "energy_zero"),
+    (lambda d: d["model"]["hamiltonian"].update(n_electrons={"B": 1}), "no electron count"),
+    (lambda d: d["loss"]["hamiltonian"].update(limit_pref_inter=-1.0), "limit_pref_inter: must be >= 0"),
+    (lambda d: d["model"].pop("hamiltonian"), "loss.hamiltonian: needs a model.hamiltonian"),
+    (lambda d: d["model"]["hamiltonian"].update(descriptor_mode="frozen"), "training.init_model"),
+    (lambda d: d["training"]["training_data"].update(split=""), "split"),
+])
+def test_hamiltonian_config_errors(edit, message) -> None:
+    data = copy.deepcopy(dual_config())
+    edit(data)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+# ------------------------------------------------------------------ checkpoint
+def test_combined_checkpoint_gives_identical_energies_forces_and_hamiltonians(tmp_path) -> None:
+    from wander.sim.predictors import checkpoint_predictor
+
+    cfg, model, frames = _model_and_frames()
+    with torch.no_grad():
+        for p in model.heads.parameters():  # move off the initialisation
+            p.add_(0.01 * torch.randn_like(p))
+    model.eval()
+    save_checkpoint(tmp_path / "m.pt", cfg, model, step=7)
+    again = load_dual_model(tmp_path / "m.pt")
+    assert again.descriptor_mode == "joint" and again.n_electrons == {"C": 1} and again.energy_zero == "fermi"
+    batch = make_batch(frames, [0, 1, 2])
+    a = model(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+    b = again(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+    for key in ("energy", "forces", "virial", "blocks"):
+        assert torch.equal(a[key], b[key]), key
+    assert float(a["blocks"].abs().max()) > 0.1
+    # the force field alone, read by the force-field loader, is the same
+    assert torch.equal(load_model(tmp_path / "m.pt")(batch.graph)["forces"], a["forces"])
+    # the application's loader builds the same Hamiltonian
+    atoms = frames.atoms[1]
+    h1, h2 = model.predict_hamiltonian(atoms), checkpoint_predictor(tmp_path / "m.pt")(atoms)
+    assert h1.n_hoppings == h2.n_hoppings and np.array_equal(h1.t, h2.t) and np.array_equal(h1.R, h2.R)
+    payload = load_checkpoint(tmp_path / "m.pt")
+    assert set(payload["hamiltonian"]) == {"heads_config", "state_dict", "n_electrons", "energy_zero"}
+    assert payload["step"] == 7 and payload["hamiltonian"]["heads_config"]["r_cut"] == 5.0
+
+
+def test_force_field_checkpoint_refused_by_dual_loader(tmp_path) -> None:
+    cfg, model, _ = _model_and_frames()
+    ff_cfg = parse_config({k: v for k, v in cfg.to_dict().items() if k != "loss"}
+                          | {"model": {k: v for k, v in cfg.to_dict()["model"].items() if k != "hamiltonian"}})
+    save_checkpoint(tmp_path / "ff.pt", ff_cfg, model.forcefield, step=1)
+    with pytest.raises(ValueError, match="force field only"):
+        load_dual_model(tmp_path / "ff.pt")
+    with pytest.raises(ValueError, match="disagree"):
+        save_checkpoint(tmp_path / "bad.pt", ff_cfg, model, step=1)
+
+
+# ------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("mode", ["frozen", "joint"])
+def test_hamiltonian_loss_reaches_the_descriptor_only_in_joint_mode(mode) -> None:
+    _, model, frames = _model_and_frames(mode)
+    batch = make_batch(frames, [0, 1])
+    blocks = model.hamiltonian_blocks(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+    ((blocks - batch.blocks) ** 2).sum().backward()
+    emb = [p.grad for p in model.forcefield.descriptor.parameters() if p.requires_grad]
+    assert all(p.grad is None for p in model.forcefield.fitting.parameters())  # energy head not involved
+    assert any(g is not None and float(g.abs().max()) > 0 for g in model.heads.parameters() for g in [g.grad])
+    if mode == "frozen":
+        assert all(g is None for g in emb)
+        assert [p for p in model.trainable_parameters()] == list(model.heads.parameters())
+    else:
+        assert any(g is not None and float(g.abs().max()) > 0 for g in emb)

@@ -1,0 +1,125 @@
+"""Training force field + Hamiltonian heads: joint / frozen runs, exact resume, wander train / test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures.dual.helpers import DUAL_DIR, FF_NPY, dual_config
+from fixtures.ff.helpers import one_thread  # noqa: F401  (autouse fixture)
+from wander.train.checkpoint import load_checkpoint, load_dual_model, save_checkpoint
+from wander.train.config import parse_config
+from wander.train.loop import train
+
+
+def _curve(path: Path) -> tuple[dict[str, int], list[list[float]]]:
+    text = path.read_text().splitlines()
+    header = text[0].split()[1:]
+    return {n: k for k, n in enumerate(header)}, [[float(x) for x in l.split()] for l in text[1:]]
+
+
+def test_joint_training_lowers_force_and_hamiltonian_errors(tmp_path: Path) -> None:
+    # synthetic rattled frames (forces, no Hamiltonian) + DFT frames (Hamiltonians, near-zero forces)
+    data = dual_config("joint", numb_steps=60, systems=[FF_NPY, DUAL_DIR])
+    data["training"].update(disp_freq=59, save_freq=60,
+                            validation_data={"systems": [str(FF_NPY), str(DUAL_DIR)], "numb_btch": 20})
+    model = train(parse_config(data), tmp_path, progress=False)
+    col, rows = _curve(tmp_path / "lcurve.out")
+    assert [int(r[0]) for r in rows] == [1, 59]
+    first, last = rows
+    assert last[col["rmse_f_val"]] < 0.7 * first[col["rmse_f_val"]]
+    for cat in ("onsite", "intra_near", "intra_long", "inter"):
+        assert last[col[f"rmse_{cat}_val"]] < 0.7 * first[col[f"rmse_{cat}_val"]], cat
+    # the returned model is the saved one
+    saved = load_dual_model(tmp_path / "model.pt")
+    for (k, a), b in zip(model.state_dict().items(), saved.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_frozen_mode_trains_heads_and_keeps_the_force_field(tmp_path: Path) -> None:
+    from wander.nn.model import ForceField
+    from wander.train.data import load_frame_set
+
+    data = dual_config("frozen", numb_steps=25, init_model=str(tmp_path / "ff.pt"))
+    data["training"].update(disp_freq=24)
+    ff_only = {"model": {k: v for k, v in data["model"].items() if k != "hamiltonian"},
+               "training": {"training_data": {"systems": [str(FF_NPY)]}}}
+    ff_cfg = parse_config(ff_only)
+    ff = ForceField.from_config(ff_cfg.to_dict()["model"])
+    ff.compute_statistics(load_frame_set([FF_NPY], ["C"], 4.0).graphs)
+    save_checkpoint(tmp_path / "ff.pt", ff_cfg, ff, step=0)
+
+    model = train(parse_config(data), tmp_path / "run", progress=False)
+    for (name, a), b in zip(ff.state_dict().items(), model.forcefield.state_dict().values()):
+        assert torch.equal(a, b), name
+    col, rows = _curve(tmp_path / "run" / "lcurve.out")
+    assert rows[-1][col["rmse_intra_near_trn"]] < 0.5 * rows[0][col["rmse_intra_near_trn"]]
+    # force-field errors are still reported, and do not change (same frames, same force field)
+    assert np.isfinite(rows[0][col["rmse_f_trn"]])
+    assert load_checkpoint(tmp_path / "run" / "model.pt")["metadata"]["init_model"] == str(tmp_path / "ff.pt")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_dual_resume_is_identical(tmp_path: Path) -> None:
+    cfg = parse_config(dual_config("joint", numb_steps=9, systems=[FF_NPY, DUAL_DIR]))
+    reference = train(cfg, tmp_path / "straight", progress=False)
+
+    def stop(step: int) -> None:
+        if step == 7:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(cfg, tmp_path / "cut", progress=False, on_step=stop)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 5
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "cut" / "lcurve.out").read_text() == (tmp_path / "straight" / "lcurve.out").read_text()
+
+
+def test_cli_train_then_test_reports_hamiltonian_errors(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from wander.cli.main import main
+    from wander.tb.dos import grid_eigenvalues
+    from wander.train.data import load_frame_set
+    from wander.train.hamiltonian_eval import reference_hamiltonian
+
+    data = dual_config("joint", numb_steps=4)
+    data["training"]["training_data"]["split"] = "train"
+    (tmp_path / "input.yaml").write_text(yaml.safe_dump(data))
+    assert main(["train", str(tmp_path / "input.yaml"), "-o", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    ckpt = tmp_path / "run" / "model.pt"
+    assert main(["test", "--model", str(ckpt), str(DUAL_DIR), "--split", "valid", "--kgrid", "6",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "intra_near" in printed and "bands within" in printed
+    h = json.loads((tmp_path / "e.json").read_text())[str(DUAL_DIR)]["hamiltonian"]
+    assert h["frames"] == 1 and set(h["mae_meV"]) == {"onsite", "intra_near", "intra_long"}  # monolayer
+
+    # recompute from the application's Hamiltonian path: full reference vs predicted TB, relative to E_F
+    model = load_dual_model(ckpt)
+    frames = load_frame_set([DUAL_DIR], ["C"], 4.0, split="valid", hamiltonian=parse_config(data).model.hamiltonian)
+    atoms, ef = frames.atoms[0], frames.fermi[0]
+    e_ref, _ = grid_eigenvalues(reference_hamiltonian(frames, 0, model.heads.basis, 3.3), (6, 6, 1))
+    e_pred, _ = grid_eigenvalues(model.predict_hamiltonian(atoms), (6, 6, 1))
+    sel = np.abs(e_ref - ef) <= 1.0
+    rmse = 1e3 * np.sqrt(np.mean((e_pred[sel] - (e_ref[sel] - ef)) ** 2))
+    assert h["band_count"] == int(sel.sum()) > 0
+    assert np.isclose(h["band_rmse_meV"], rmse, rtol=1e-8)
+    # onsite MAE: |predicted onsite - (reference onsite - E_F)|, from the raw dataset numbers
+    ham = frames.reference[0][0]
+    onsite_ref = ham["block_values"][ham["block_offset"][:-1][(ham["pair_i"] == ham["pair_j"])
+                                                            & ~ham["pair_R"].any(1)]]
+    onsite_ref = onsite_ref[-len(atoms):] - ef  # the valid frame is the last one of the fixture
+    tb = model.predict_hamiltonian(atoms)
+    onsite_pred = tb.t[(tb.i == tb.j) & ~tb.R.any(1)]
+    assert np.isclose(h["mae_meV"]["onsite"], 1e3 * np.mean(np.abs(onsite_pred - onsite_ref)), rtol=1e-8)

@@ -1,0 +1,95 @@
+"""Sparse shift-invert against dense diagonalisation; inertia counts; sparse Fermi level."""
+
+import numpy as np
+import pytest
+
+from wander.structures import graphene, twisted_bilayer
+from wander.tb import band_structure, band_windows, eigsh_near, fermi_level, fermi_level_at_k, graphene_nn, moon_koshino
+from wander.tb.eigen import ShiftInvert
+
+TOL = 1e-9  # eV, sparse vs dense eigenvalues
+
+
+@pytest.fixture(scope="module")
+def rattled_tbg():
+    """76-atom twisted bilayer (m, n) = (2, 3), 2x2 supercell (304 orbitals), atoms rattled."""
+    atoms = twisted_bilayer("graphene", m=2, n=3).repeat((2, 2, 1))
+    atoms.rattle(0.05, seed=3)
+    return moon_koshino(atoms)
+
+
+@pytest.mark.parametrize("target", [0.79, -1.3, 2.05])
+def test_shift_invert_matches_dense(rattled_tbg, target):
+    ham = rattled_tbg
+    k = np.array([0.137, 0.291, 0.0])  # generic k: complex Hermitian H(k)
+    dense = np.linalg.eigvalsh(ham.hk(k).toarray())
+    asm = ham.assembler(ordered=True, diagonal=True)
+    h = asm.matrix(k)
+    res = eigsh_near(h, target, 10)
+    nearest = np.sort(dense[np.argsort(np.abs(dense - target))[:10]])
+    assert np.abs(res.eigenvalues - nearest).max() < TOL
+    # inertia count = global index of the first eigenvalue in the window
+    assert res.n_below == int(np.searchsorted(dense, nearest[0] - 1e-9))
+    assert res.residual < 1e-8
+    # eigenvectors: orthonormal eigenvectors of the (reordered) matrix
+    v = res.vectors
+    assert np.abs(v.conj().T @ v - np.eye(10)).max() < 1e-10
+    assert np.abs(h @ v - v * res.eigenvalues).max() < 1e-8
+
+
+def test_inertia_count_equals_dense_count(rattled_tbg):
+    ham = rattled_tbg
+    for k in (np.zeros(3), np.array([0.41, 0.05, 0.0])):
+        dense = np.linalg.eigvalsh(ham.hk(k).toarray())
+        h = ham.assembler(ordered=True, diagonal=True).matrix(k)
+        for sigma in np.linspace(dense[0] - 0.5, dense[-1] + 0.5, 9):
+            f = ShiftInvert(h, sigma)
+            assert f.n_below == int(np.count_nonzero(dense < f.sigma))
+
+
+def test_degenerate_multiplet_at_the_shift():
+    # the 9x9 graphene supercell folds K and K' onto Gamma: E = 0 is four-fold degenerate,
+    # and sigma = 0 hits it exactly (the factorisation must move sigma off the singularity)
+    ham = graphene_nn(graphene()).supercell(np.diag([9, 9, 1]))
+    h = ham.assembler(ordered=True, diagonal=True).matrix(np.zeros(3))
+    dense = np.linalg.eigvalsh(h.toarray())
+    res = eigsh_near(h, 0.0, 4)
+    assert np.abs(res.eigenvalues).max() < TOL
+    assert res.n_below == int(np.count_nonzero(dense < -1e-9))  # 77 states below the zero modes
+
+
+def test_sparse_band_structure_equals_dense(rattled_tbg):
+    ham = rattled_tbg
+    dense = band_structure(ham, "GMKG", 7, n_bands=6, energy=0.8, method="dense")
+    sparse = band_structure(ham, "GMKG", 7, n_bands=6, energy=0.8, method="sparse")
+    assert np.abs(dense.energies - sparse.energies).max() < TOL
+    # the Fermi level from sparse windows (band indices from inertia) equals the dense one
+    n_el = ham.n_orbitals
+    full = band_structure(ham, "GMKG", 7, method="dense")
+    ef_dense = fermi_level(full.energies[0], n_el)
+    ef_sparse = band_structure(ham, "GMKG", 7, n_bands=8, energy=0.8, method="sparse", n_electrons=n_el).reference
+    assert abs(ef_dense - ef_sparse) < TOL
+
+
+def test_parallel_k_points_equal_serial(rattled_tbg):
+    kpts = np.random.default_rng(0).random((5, 3)) * [1, 1, 0]
+    serial = band_windows(rattled_tbg, kpts, n_bands=6, energy=0.8, method="sparse")
+    forked = band_windows(rattled_tbg, kpts, n_bands=6, energy=0.8, method="sparse", workers=2)
+    assert np.array_equal(serial.band_offset, forked.band_offset)
+    assert np.abs(serial.energies - forked.energies).max() < TOL
+
+
+def test_fermi_level_at_k_equals_dense(rattled_tbg):
+    ham = rattled_tbg
+    k = np.array([0.2, 0.1, 0.0])
+    h = ham.assembler(ordered=True, diagonal=True).matrix(k)
+    dense = np.linalg.eigvalsh(h.toarray())
+    n = ham.n_orbitals
+    for n_el in (n, n - 6, n + 10):
+        assert abs(fermi_level_at_k(h, n_el) - fermi_level(dense[None, :], n_el)) < TOL
+
+
+def test_bad_requests():
+    h = graphene_nn(graphene()).supercell(np.diag([9, 9, 1])).hk(np.zeros(3))
+    with pytest.raises(ValueError, match="n_eig"):
+        eigsh_near(h, 0.0, 0)
