@@ -30,7 +30,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     from wander import __version__
 
-    parser = argparse.ArgumentParser(prog="wander", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="wander",
+        description="Deep Potential force field + Wannier tight-binding Hamiltonians for twisted 2D bilayers.",
+    )
     parser.add_argument("--version", action="version", version=f"wander {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_ in COMMANDS:
