@@ -13,6 +13,7 @@ import torch
 
 pytest.importorskip("e3nn")
 
+from fixtures.ff.helpers import one_thread  # noqa: E402, F401  (autouse fixture)
 from wander.data.neighbors import neighbor_list  # noqa: E402
 from wander.nn.hamiltonian import HamiltonianHeads, HeadsConfig, hamiltonian_pairs  # noqa: E402
 from wander.nn.hamiltonian.assemble import hoppings_from_blocks, to_tb_hamiltonian  # noqa: E402
@@ -25,15 +26,6 @@ R_CUT, R_NEAR = 4.5, 3.3
 STEPS = 250
 A_CC, D0, DELTA = 2.46 / np.sqrt(3.0), 3.35, 0.184 * 2.46
 V_PI, V_SIGMA = -2.7, 0.48
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from intra-op threads; on a shared CPU they lose a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def slater_koster_pz(vec: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation
 pytest.importorskip("e3nn")
 from e3nn import o3  # noqa: E402
 
+from fixtures.ff.helpers import one_thread  # noqa: E402, F401  (autouse fixture)
 from wander.data.neighbors import neighbor_list  # noqa: E402
 from wander.nn.hamiltonian import HamiltonianHeads, HeadsConfig, hamiltonian_pairs, wigner_w90  # noqa: E402
 from wander.nn.hamiltonian.assemble import hoppings_from_blocks, predict_blocks, species_of  # noqa: E402
@@ -26,15 +27,6 @@ TOL = 1e-12          # float64 round-off of exact symmetries (blocks are O(1) eV
 SPD = {"Li": "s", "C": "p", "Mo": "d"}
 TYPE_MAP = ("Li", "C", "Mo")
 SMALL = dict(density_channels=3, tp_channels=3, n_rbf=6, hidden=(12,), seed=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from intra-op threads; on a shared CPU they lose a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------------------- helpers

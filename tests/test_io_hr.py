@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import wander.io.hr as hr_module
+from fixtures.io.helpers import edited_copy
 from wander.io import FormatError, HrData, read_hr, write_hr
 
 FIX = Path(__file__).parent / "fixtures" / "io"
@@ -143,14 +144,7 @@ def test_malformed_files_name_file_and_line(name, line, words):
 
 def _edit(tmp_path: Path, lineno: int, text: str | None) -> Path:
     """two_hr.dat with line ``lineno`` (1-based) replaced by ``text`` (None: deleted)."""
-    lines = (FIX / "two_hr.dat").read_text().splitlines()
-    if text is None:
-        del lines[lineno - 1]
-    else:
-        lines[lineno - 1] = text
-    path = tmp_path / "edited_hr.dat"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return edited_copy(FIX / "two_hr.dat", tmp_path / "edited_hr.dat", lineno, text)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.io.helpers import edited_copy
 from wander.io import FormatError, HrData, WsvecData, apply_wsvec, read_band_dat, read_band_kpt, read_hr, read_wsvec
 
 FIX = Path(__file__).parent / "fixtures" / "io"
@@ -135,14 +136,8 @@ def test_malformed_wsvec_fixtures(name, line, words):
 
 
 def _edit(tmp_path: Path, lineno: int, text: str | None) -> Path:
-    lines = (FIX / "two_wsvec.dat").read_text().splitlines()
-    if text is None:
-        del lines[lineno - 1]
-    else:
-        lines[lineno - 1] = text
-    path = tmp_path / "edited_wsvec.dat"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """two_wsvec.dat with line ``lineno`` (1-based) replaced by ``text`` (None: deleted)."""
+    return edited_copy(FIX / "two_wsvec.dat", tmp_path / "edited_wsvec.dat", lineno, text)
 
 
 @pytest.mark.parametrize(

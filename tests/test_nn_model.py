@@ -93,14 +93,19 @@ def test_open_system_stress_is_nan_but_virial_finite(model) -> None:
 
 
 # ------------------------------------------------------------------ symmetries
+def _rotated(atoms: Atoms, rot: np.ndarray) -> Atoms:
+    """Copy of ``atoms`` with positions and cell rotated by ``rot``."""
+    turned = atoms.copy()
+    turned.positions = atoms.positions @ rot.T
+    turned.cell = np.array(atoms.cell) @ rot.T
+    return turned
+
+
 def test_rotation_about_z_of_2d_slab(model) -> None:
     rng = np.random.default_rng(1)
     atoms = bilayer(n=2, seed=5)
     rot = rotation_z(rng.uniform(0, 2 * np.pi))
-    turned = atoms.copy()
-    turned.positions = atoms.positions @ rot.T
-    turned.cell = np.array(atoms.cell) @ rot.T
-    a, b = _eval(model, atoms), _eval(model, turned)
+    a, b = _eval(model, atoms), _eval(model, _rotated(atoms, rot))
     assert abs(a["energy"] - b["energy"]) < SYM_TOL
     np.testing.assert_allclose(b["forces"], a["forces"] @ rot.T, atol=SYM_TOL)
     np.testing.assert_allclose(b["virial"], rot @ a["virial"] @ rot.T, atol=SYM_TOL)
@@ -113,10 +118,7 @@ def test_general_rotation(model, system) -> None:
     atoms = _cluster() if system == "cluster" else bilayer(n=1, seed=6, vacuum_c=8.0)
     if system == "rotated_cell":
         atoms.pbc = True  # a fully periodic cell may point anywhere
-    turned = atoms.copy()
-    turned.positions = atoms.positions @ rot.T
-    turned.cell = np.array(atoms.cell) @ rot.T
-    a, b = _eval(model, atoms), _eval(model, turned)
+    a, b = _eval(model, atoms), _eval(model, _rotated(atoms, rot))
     assert abs(a["energy"] - b["energy"]) < SYM_TOL
     np.testing.assert_allclose(b["forces"], a["forces"] @ rot.T, atol=SYM_TOL)
     assert np.abs(a["forces"]).max() > 1e-3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wander.cli.relax import add_model_arguments, make_calculator
+from wander.cli.relax import add_model_arguments, load_checked
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,21 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ase.io import read, write
+    from ase.io import write
 
     from wander.sim.md import run_md
-    from wander.sim.memory import InsufficientMemoryError, check_memory, estimate_memory
 
-    atoms = read(args.structure)
-    calc = make_calculator(args)
-    est = estimate_memory(atoms, model_cutoff=calc.model.rcut, chunk_atoms=args.chunk_atoms)
-    est.stages = {k: v for k, v in est.stages.items() if k in ("neighbours", "force field")}
-    print(est.report())
-    try:
-        check_memory(est)
-    except InsufficientMemoryError as exc:
-        print(f"wander md: {exc}")
+    loaded = load_checked(args, "md")
+    if loaded is None:
         return 3
+    atoms, calc = loaded
     res = run_md(atoms, calc, ensemble=args.ensemble, temperature=args.temperature, timestep=args.timestep,
                  steps=args.steps, interval=args.interval, friction=args.friction, taut=args.taut, seed=args.seed,
                  trajectory=args.traj, progress=not args.no_progress)

@@ -21,6 +21,29 @@ def make_calculator(args: argparse.Namespace):
     return WanderCalculator(resolve_model(args.model), device=args.device, chunk_atoms=args.chunk_atoms)
 
 
+def load_checked(args: argparse.Namespace, command: str):
+    """Read ``args.structure``, build the calculator, print and check the force-field memory estimate.
+
+    Returns ``(atoms, calculator)``, or ``None`` after printing ``wander <command>: <reason>``
+    when the run would not fit in the available memory.
+    """
+    from ase.io import read
+
+    from wander.sim.memory import InsufficientMemoryError, check_memory, estimate_memory
+
+    atoms = read(args.structure)
+    calc = make_calculator(args)
+    est = estimate_memory(atoms, model_cutoff=calc.model.rcut, chunk_atoms=args.chunk_atoms)
+    est.stages = {k: v for k, v in est.stages.items() if k in ("neighbours", "force field")}
+    print(est.report())
+    try:
+        check_memory(est)
+    except InsufficientMemoryError as exc:
+        print(f"wander {command}: {exc}")
+        return None
+    return atoms, calc
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("structure", help="input structure (extxyz or any ASE-readable file)")
     parser.add_argument("-o", "--output", required=True, help="relaxed structure (extxyz)")
@@ -37,21 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ase.io import read, write
+    from ase.io import write
 
-    from wander.sim.memory import InsufficientMemoryError, check_memory, estimate_memory
     from wander.sim.relax import relax
 
-    atoms = read(args.structure)
-    calc = make_calculator(args)
-    est = estimate_memory(atoms, model_cutoff=calc.model.rcut, chunk_atoms=args.chunk_atoms)
-    est.stages = {k: v for k, v in est.stages.items() if k in ("neighbours", "force field")}
-    print(est.report())
-    try:
-        check_memory(est)
-    except InsufficientMemoryError as exc:
-        print(f"wander relax: {exc}")
+    loaded = load_checked(args, "relax")
+    if loaded is None:
         return 3
+    atoms, calc = loaded
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         out = relax(atoms, calc, fmax=args.fmax, steps=args.steps, cell=args.cell, optimizer=args.optimizer,

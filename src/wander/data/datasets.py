@@ -20,7 +20,6 @@ DeePMD npy system layout (one folder per system)::
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -28,6 +27,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from wander.io.atomic import atomic_path
 from wander.io.errors import FormatError
 
 if TYPE_CHECKING:
@@ -208,27 +208,13 @@ def _reshape(arr: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
 
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
 
 
 def write_deepmd_npy(frames: Sequence[Atoms], path: str | os.PathLike, type_map: Sequence[str]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["atomic_open"]
+__all__ = ["atomic_open", "atomic_path"]
 
 
 def _default_mode(path: Path) -> int:
@@ -57,5 +57,24 @@ def atomic_open(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator[Te
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path (same folder, same suffix) that replaces ``path`` on success.
+
+    The temporary file is removed if the body raises, so ``path`` is never half-written.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
             os.unlink(tmp)
         raise

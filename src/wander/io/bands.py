@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from .errors import FormatError
-from .numeric_text import LineCursor, decode, parse_numeric_lines, read_bytes
+from .numeric_text import LineCursor, parse_count, parse_numeric_lines, read_bytes
 
 __all__ = ["read_band_dat", "read_band_kpt"]
 
@@ -100,15 +100,7 @@ def read_band_kpt(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         k-point lines that differs from the count.
     """
     cursor = LineCursor(read_bytes(path))
-    first = cursor.next()
-    if first is None or not first.strip():
-        raise FormatError(path, 1, "missing the number of k-points")
-    try:
-        nk = int(first)
-    except ValueError:
-        raise FormatError(path, 1, f"number of k-points is not an integer: {decode(first)!r}") from None
-    if nk < 1:
-        raise FormatError(path, 1, f"number of k-points must be positive, got {nk}")
+    nk = parse_count(path, cursor.next(), "k-points")
     lines = parse_numeric_lines(path, cursor.rest(), 2)
     counts = lines.counts
     filled = np.flatnonzero(counts)

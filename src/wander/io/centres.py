@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.data import atomic_numbers
 
 from .errors import FormatError
-from .numeric_text import decode, read_bytes
+from .numeric_text import decode, parse_count, read_bytes
 
 __all__ = ["read_centres_xyz"]
 
@@ -45,14 +45,7 @@ def read_centres_xyz(path: str | os.PathLike) -> tuple[np.ndarray, Atoms]:
         chemical symbol, an ``X`` entry after the first atom, or no ``X`` entry.
     """
     lines = read_bytes(path).split(b"\n")
-    if not lines or not lines[0].strip():
-        raise FormatError(path, 1, "missing the number of entries")
-    try:
-        n_entries = int(lines[0])
-    except ValueError:
-        raise FormatError(path, 1, f"number of entries is not an integer: {decode(lines[0])!r}") from None
-    if n_entries < 1:
-        raise FormatError(path, 1, f"number of entries must be positive, got {n_entries}")
+    n_entries = parse_count(path, lines[0], "entries")
     body = lines[2 : 2 + n_entries]
     if len(body) < n_entries or (body and not body[-1].strip()):
         n_found = sum(1 for b in body if b.strip())

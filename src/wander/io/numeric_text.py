@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import FormatError
 
-__all__ = ["LineCursor", "NumericLines", "parse_numeric_lines", "read_bytes"]
+__all__ = ["LineCursor", "NumericLines", "parse_count", "parse_numeric_lines", "read_bytes"]
 
 _NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -31,6 +31,25 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 def decode(line: bytes) -> str:
     """Printable form of a line for error messages."""
     return line.decode("utf-8", "replace").strip()
+
+
+def parse_count(path: str | os.PathLike, line: bytes | None, what: str) -> int:
+    """The positive integer on line 1 that announces how many ``what`` follow.
+
+    Raises
+    ------
+    FormatError
+        (line 1) The line is absent or blank, not an integer, or not positive.
+    """
+    if line is None or not line.strip():
+        raise FormatError(path, 1, f"missing the number of {what}")
+    try:
+        n = int(line)
+    except ValueError:
+        raise FormatError(path, 1, f"number of {what} is not an integer: {decode(line)!r}") from None
+    if n < 1:
+        raise FormatError(path, 1, f"number of {what} must be positive, got {n}")
+    return n
 
 
 class LineCursor:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import datetime
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from wander.io.atomic import atomic_path
 from wander.nn.model import ForceField
 from wander.train.config import Config, parse_config
 
@@ -87,16 +87,8 @@ def save_checkpoint(
         payload["optimizer"] = optimizer.state_dict()
     if rng is not None:
         payload["rng"] = rng
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

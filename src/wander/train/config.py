@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -434,14 +433,8 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
     import yaml
 
-    p = Path(path)
+    from wander.io.atomic import atomic_path
+
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
