@@ -117,30 +117,41 @@ def physical_hoppings(hr: Hr, wsvec: dict | None = None) -> tuple[np.ndarray, np
         R (nh, 3) int, m (nh,) int, n (nh,) int, t (nh,) complex eV, sorted by (R, m, n).
     """
     nr, nw, _ = hr.H.shape
-    Rs, ms, ns, ts = [], [], [], []
     mm, nn = np.meshgrid(np.arange(nw), np.arange(nw), indexing="ij")
-    base = hr.H / hr.ndegen[:, None, None]
-    if wsvec is None:
-        Rs.append(np.repeat(hr.R, nw * nw, axis=0))
-        ms.append(np.tile(mm.ravel(), nr))
-        ns.append(np.tile(nn.ravel(), nr))
-        ts.append(base.reshape(-1))
-    else:
-        for ir in range(nr):
-            r = tuple(int(x) for x in hr.R[ir])
-            for m, n in zip(mm.ravel(), nn.ravel()):
-                shifts = wsvec.get((*r, int(m), int(n)))
-                if shifts is None or len(shifts) == 0:
-                    shifts = np.zeros((1, 3), dtype=int)
-                k = len(shifts)
-                Rs.append(hr.R[ir][None, :] + shifts)
-                ms.append(np.full(k, m))
-                ns.append(np.full(k, n))
-                ts.append(np.full(k, base[ir, m, n] / k))
-    R = np.concatenate(Rs).astype(int)
-    m = np.concatenate(ms).astype(int)
-    n = np.concatenate(ns).astype(int)
-    t = np.concatenate(ts)
+    R = np.repeat(hr.R, nw * nw, axis=0)  # entries in (R, m, n) order
+    m = np.tile(mm.ravel(), nr)
+    n = np.tile(nn.ravel(), nr)
+    t = (hr.H / hr.ndegen[:, None, None]).reshape(-1)
+    if wsvec:
+        # match every entry to its wsvec block through an integer code of (R, m, n)
+        wkeys = np.array(list(wsvec.keys()), dtype=np.int64).reshape(-1, 5)
+        counts = np.array([len(v) for v in wsvec.values()], dtype=np.int64)
+        shifts = np.concatenate([np.asarray(v, dtype=np.int64).reshape(-1, 3) for v in wsvec.values()])
+        span = int(max(np.abs(hr.R).max(), np.abs(wkeys[:, :3]).max())) + 1
+        base = 2 * span + 1
+
+        def code(r, a, b):
+            c = (r[:, 0] + span) * base + (r[:, 1] + span)
+            c = (c * base + (r[:, 2] + span)) * nw + a
+            return c * nw + b
+
+        wcode = code(wkeys[:, :3], wkeys[:, 3], wkeys[:, 4])
+        order = np.argsort(wcode)
+        ecode = code(R.astype(np.int64), m, n)
+        pos = np.clip(np.searchsorted(wcode[order], ecode), 0, len(order) - 1)
+        found = wcode[order][pos] == ecode
+        widx = np.where(found, order[pos], -1)
+        k = np.where(found, counts[np.maximum(widx, 0)], 1)
+        k = np.maximum(k, 1)
+        start = np.r_[0, np.cumsum(counts)[:-1]]
+        rep = np.repeat(np.arange(len(ecode)), k)
+        within = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k)
+        has = found[rep] & (counts[np.maximum(widx, 0)][rep] > 0)
+        extra = np.zeros((len(rep), 3), dtype=np.int64)
+        extra[has] = shifts[start[widx[rep][has]] + within[has]]
+        R = R[rep] + extra
+        m, n = m[rep], n[rep]
+        t = t[rep] / k[rep]
     key = np.c_[R, m, n]
     uniq, inv = np.unique(key, axis=0, return_inverse=True)
     tsum = np.zeros(len(uniq), dtype=complex)
