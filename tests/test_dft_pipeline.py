@@ -17,6 +17,22 @@ from wander.dft.wannier_output import read_band_kpt
 FIX = Path(__file__).parent / "fixtures"
 
 
+def _synthetic_amn_eig(d: Path, nb: int, nk: int, nw: int) -> None:
+    """Bands at E_F - 3 + 0.2 * m eV; band 10 (at E_F - 1.0 eV) has no pz weight (sigma-like)."""
+    ef = -0.4365
+    amn = ["synthetic", f"{nb} {nk} {nw}"]
+    eig = []
+    for k in range(nk):
+        for n in range(nw):
+            for m in range(nb):
+                a = 0.0 if m == 10 else 0.5
+                amn.append(f"{m + 1} {n + 1} {k + 1} {a:.6f} 0.0")
+        for m in range(nb):
+            eig.append(f"{m + 1} {k + 1} {ef - 3 + 0.2 * m:.6f}")
+    (d / "wan.amn").write_text("\n".join(amn) + "\n")
+    (d / "wan.eig").write_text("\n".join(eig) + "\n")
+
+
 class ReplayLauncher(Launcher):
     """Copies committed outputs in place of running pw.x / pw2wannier90.x / wannier90.x."""
 
@@ -39,6 +55,8 @@ class ReplayLauncher(Launcher):
             (cwd / "nscf.out").write_text("     Program PWSCF v.6.7MaX starts\n   JOB DONE.\n")
         elif tag == "wpp":
             shutil.copy(FIX / "blg_w90" / "blg.nnkp", cwd / "wan.nnkp")
+        elif tag == "pw2wan":
+            _synthetic_amn_eig(cwd, nb=40, nk=81, nw=4)
         elif tag == "w90":
             for src, dst in (("blg.wout", "wan.wout"), ("blg_hr.dat", "wan_hr.dat"),
                              ("blg_wsvec.dat", "wan_wsvec.dat")):
@@ -65,10 +83,14 @@ def test_full_run_and_resume(config_dir):
     assert st["state"] == "done", st
     assert lau.calls == ["scf", "nscf", "wpp", "pw2wan", "w90", "check"]
     res = json.loads((config_dir / "result.json").read_text())
-    assert res["gate"]["passed"] and res["gate"]["band_errors"]["1"]["max_meV"] < 20
+    assert res["gate"]["passed"] and res["gate"]["band_errors"]["1"]["max_meV"] < 20, res
     assert not (config_dir / "tmp").exists()  # scratch removed
     assert "nosym = .true." in (config_dir / "nscf.in").read_text()
-    assert "num_iter = 0" in (config_dir / "wan.win").read_text()
+    win = (config_dir / "wan.win").read_text()
+    assert "num_iter = 0" in win
+    # the sigma-like band at E_F - 1.0 eV pushes the frozen window up to E_F - 0.9 eV
+    assert "dis_froz_min = -1.336500" in win
+    assert res["frozen_window_rel_EF_eV"][0] == pytest.approx(-0.9)
     lau2 = ReplayLauncher()
     assert run_configuration(config_dir, lau2)["state"] == "done" and lau2.calls == []
 

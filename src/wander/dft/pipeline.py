@@ -31,10 +31,11 @@ from wander.dft.pseudo import resolve_pseudo_dir
 from wander.dft.qe_input import atomic_write_text, kgrid_full, write_pw_input
 from wander.dft.qe_output import read_pw_output
 from wander.dft.quality import (band_errors, centre_offsets, check_kpoints, evaluate_gate,
-                                wannier_eigenvalues)
-from wander.dft.wannier_input import count_wann, num_excluded, write_pw2wan, write_win
-from wander.dft.wannier_output import (assign_orbitals, read_hr, read_nnkp_projections, read_wout,
-                                       read_wsvec)
+                                projectability_frozen_window, wannier_eigenvalues)
+from wander.dft.wannier_input import (count_wann, num_excluded, set_frozen_window, write_pw2wan,
+                                      write_win)
+from wander.dft.wannier_output import (assign_orbitals, read_amn_eig, read_hr, read_nnkp_projections,
+                                       read_wout, read_wsvec)
 
 __all__ = ["Launcher", "StepError", "run_configuration", "write_configuration", "read_status",
            "STEPS", "SEED", "PREFIX"]
@@ -262,6 +263,19 @@ def _step_pw2wan(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> N
 
 
 def _step_w90(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    w = preset.wannier
+    if w.projectability_frozen and w.froz_min_rel is not None and w.froz_max_rel is not None:
+        ef = read_pw_output(d / "scf.out").fermi_energy
+        p, e = read_amn_eig(d / f"{SEED}.amn", d / f"{SEED}.eig")
+        lo, hi = projectability_frozen_window(p, e, ef, w.froz_min_rel, w.froz_max_rel)
+        if hi - lo < 2 * preset.band_window_eV:
+            raise StepError("frozen_window", f"{d}: frozen window [{lo - ef:.2f}, {hi - ef:.2f}] eV "
+                            "around E_F is narrower than the checked window")
+        win = d / f"{SEED}.win"
+        atomic_write_text(win, set_frozen_window(win.read_text(), lo, hi))
+        atomic_write_text(d / "frozen_window.json",
+                          json.dumps({"dis_froz_min": lo, "dis_froz_max": hi,
+                                      "rel_EF": [lo - ef, hi - ef]}) + "\n")
     launcher.run([launcher.exe("wannier90.x"), SEED], d, "w90.log", parallel=False)
     try:
         read_wout(d / f"{SEED}.wout")
@@ -289,6 +303,9 @@ def _step_gate(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> Non
     ws = read_wsvec(d / f"{SEED}_wsvec.dat")
     e_w = wannier_eigenvalues(hr, ws, check_kpoints())
     errs = band_errors(chk.eigenvalues, e_w, scf.fermi_energy)
+    # reverse direction (each Wannier eigenvalue to the nearest DFT one): insensitive to DFT
+    # states outside the Wannier manifold (e.g. sigma bands near E_F); recorded, not gated
+    errs_w2d = band_errors(e_w, chk.eigenvalues, scf.fermi_energy)
     wout = read_wout(d / f"{SEED}.wout")
     proj, labels = read_nnkp_projections(d / f"{SEED}.nnkp")
     host = assign_orbitals(proj, atoms.get_scaled_positions(wrap=False))
@@ -300,11 +317,22 @@ def _step_gate(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> Non
               "num_wann": hr.num_wann, "kgrid": list(preset.wannier.kgrid),
               "nbnd_nscf": _nbnd(atoms, preset), "omega_total_A2": wout.omega_total,
               "max_imag_H_eV": float(np.abs(hr.H.imag).max()),
+              "frozen_window_rel_EF_eV": _frozen_rel(d, scf.fermi_energy),
+              "band_errors_wannier_to_dft": errs_w2d,
               "check_unconverged_warnings": chk.unconverged_eigenvalue_warnings,
               "gate": gate.to_dict()}
     atomic_write_text(d / "result.json", json.dumps(result, indent=1) + "\n")
     if not gate.passed:
         raise StepError("quality_gate", f"{d}: " + "; ".join(gate.reasons))
+
+
+def _frozen_rel(d: Path, ef: float) -> list[float]:
+    vals = {}
+    for ln in (d / f"{SEED}.win").read_text().splitlines():
+        if ln.startswith("dis_froz_"):
+            key, val = ln.split("=")
+            vals[key.strip()] = float(val) - ef
+    return [vals.get("dis_froz_min"), vals.get("dis_froz_max")]
 
 
 _STEP_FUNCS = {"scf": _step_scf, "nscf": _step_nscf, "wpp": _step_wpp, "pw2wan": _step_pw2wan,

@@ -81,7 +81,8 @@ class Preset:
             froz_min_rel=w["frozen_window_rel_EF_eV"][0], froz_max_rel=w["frozen_window_rel_EF_eV"][1],
             num_iter=w["num_iter"], dis_num_iter=w["dis_num_iter"], kgrid=tuple(w["kgrid"]),
             path=[(lab, tuple(k)) for lab, k in w.get("path", [])],
-            bands_num_points=w.get("bands_num_points", 20))
+            bands_num_points=w.get("bands_num_points", 20),
+            projectability_frozen=bool(w.get("projectability_frozen", False)))
         return cls(name=d["name"], pw=pw, wannier=wan, k_spacing=d["k_spacing"],
                    band_tol_meV=d["band_tol_meV"], band_window_eV=d["band_window_eV"],
                    spread_max=d["spread_max"], centre_max=d["centre_max"],
@@ -111,7 +112,7 @@ def _graphene() -> Preset:
                     ecutwfc=40.0, ecutrho=320.0, conv_thr=1e-9)
     wan = WannierSettings(projections={"C": "pz"}, nbnd_per_atom=10.0, win_min_rel=-9.6,
                           win_max_rel=16.0, froz_min_rel=-2.5, froz_max_rel=2.8, num_iter=0,
-                          path=list(_HEX_PATH), bands_num_points=20)
+                          path=list(_HEX_PATH), bands_num_points=20, projectability_frozen=True)
     # 2.95 / 9 (graphene primitive |b|) -> 9x9 grid
     return Preset("graphene", pw, wan, k_spacing=0.33, band_tol_meV=30.0, band_window_eV=1.0,
                   spread_max=2.0, centre_max=0.3,

@@ -17,7 +17,7 @@ import numpy as np
 from wander.dft.wannier_output import Hr, physical_hoppings
 
 __all__ = ["wannier_eigenvalues", "band_errors", "centre_offsets", "GateResult", "evaluate_gate",
-           "check_kpoints"]
+           "check_kpoints", "projectability_frozen_window"]
 
 
 def wannier_eigenvalues(hr: Hr, wsvec: dict | None, kpoints: np.ndarray) -> np.ndarray:
@@ -129,3 +129,27 @@ def evaluate_gate(errors: dict, spreads: np.ndarray, offsets: np.ndarray, *, ban
     if cmax > centre_max:
         reasons.append(f"centre {cmax:.3f} A from its atom > {centre_max}")
     return GateResult(not reasons, reasons, errors, smax, cmax, [float(s) for s in spreads])
+
+
+def projectability_frozen_window(p: np.ndarray, e: np.ndarray, fermi_energy: float,
+                                 lo_rel: float, hi_rel: float, *, threshold: float = 0.1,
+                                 margin: float = 0.1) -> tuple[float, float]:
+    """Frozen window [lo, hi] (eV, absolute) that keeps out weakly projectable states.
+
+    Starts from ``[E_F + lo_rel, E_F + hi_rel]`` and shrinks it so that no state whose
+    projectability ``p`` is below ``threshold`` times the largest one (e.g. the in-plane sigma
+    bands of graphene, whose energy at Gamma moves by ~1 eV under 2 % shear strain) lies
+    inside, with ``margin`` eV of clearance.
+
+    Args:
+        p, e: (nk, nb) projectabilities and energies (eV) from :func:`read_amn_eig`.
+    """
+    lo, hi = fermi_energy + lo_rel, fermi_energy + hi_rel
+    weak = p < threshold * p.max()
+    below = e[weak & (e < fermi_energy) & (e > lo - margin)]
+    above = e[weak & (e > fermi_energy) & (e < hi + margin)]
+    if below.size:
+        lo = max(lo, float(below.max()) + margin)
+    if above.size:
+        hi = min(hi, float(above.min()) - margin)
+    return lo, hi

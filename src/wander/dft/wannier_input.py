@@ -19,7 +19,7 @@ from ase import Atoms
 from wander.dft.qe_input import atomic_write_text
 
 __all__ = ["WannierSettings", "format_win", "write_win", "format_pw2wan", "write_pw2wan",
-           "orbitals_per_atom", "count_wann"]
+           "orbitals_per_atom", "count_wann", "set_frozen_window"]
 
 # Number of Wannier functions of each angular-momentum projection name.
 _PROJ_SIZE = {"s": 1, "p": 3, "d": 5, "pz": 1, "px": 1, "py": 1, "dz2": 1, "dxz": 1, "dyz": 1,
@@ -45,6 +45,8 @@ class WannierSettings:
         path: labels and fractional coordinates of the band path, used for
             ``bands_plot`` (may be empty).
         bands_num_points: Wannier90 points on the first path segment.
+        projectability_frozen: shrink the frozen window after pw2wannier90 so that it holds
+            no weakly projectable state (see ``quality.projectability_frozen_window``).
     """
 
     projections: dict[str, str]
@@ -59,6 +61,7 @@ class WannierSettings:
     kgrid: tuple[int, int, int] = (9, 9, 1)
     path: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
     bands_num_points: int = 20
+    projectability_frozen: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +76,7 @@ class WannierSettings:
             "guiding_centres": True,
             "use_ws_distance": True,
             "gauge": "projection-based, lab-frame default axes",
+            "projectability_frozen": self.projectability_frozen,
         }
 
 
@@ -190,6 +194,20 @@ def format_pw2wan(prefix: str, outdir: str, seedname: str) -> str:
         "  write_unk = .false.\n"
         "/\n"
     )
+
+
+def set_frozen_window(win_text: str, lo: float, hi: float) -> str:
+    """``.win`` text with its ``dis_froz_min``/``dis_froz_max`` lines replaced (eV, absolute)."""
+    if "dis_froz_min" not in win_text or "dis_froz_max" not in win_text:
+        raise ValueError("the .win text has no frozen window to replace")
+    out = []
+    for ln in win_text.splitlines():
+        if ln.startswith("dis_froz_min"):
+            ln = f"dis_froz_min = {lo:.6f}"
+        elif ln.startswith("dis_froz_max"):
+            ln = f"dis_froz_max = {hi:.6f}"
+        out.append(ln)
+    return "\n".join(out) + "\n"
 
 
 def write_pw2wan(path: str | os.PathLike, prefix: str, outdir: str, seedname: str) -> None:

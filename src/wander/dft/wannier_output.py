@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Hr", "read_hr", "read_wsvec", "physical_hoppings", "WannierRun", "read_wout",
-           "read_nnkp_projections", "assign_orbitals",
+           "read_nnkp_projections", "assign_orbitals", "read_amn_eig",
            "read_band_kpt", "read_band_dat", "W90FormatError"]
 
 
@@ -291,3 +291,32 @@ def assign_orbitals(proj_frac: np.ndarray, atoms_frac: np.ndarray, tol: float = 
     if np.any(dist[np.arange(len(host)), host] > tol):
         raise ValueError("a Wannier projection centre is not on any atom")
     return host
+
+
+def read_amn_eig(amn_path: str | os.PathLike, eig_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Band projectabilities and energies from ``seed.amn`` and ``seed.eig``.
+
+    Returns:
+        p (nk, nb): sum over projections of |A_mn(k)|^2 (unnormalised projectability of band m);
+        e (nk, nb): band energies in eV.
+    """
+    amn_path, eig_path = str(amn_path), str(eig_path)
+    with open(amn_path) as fh:
+        fh.readline()
+        try:
+            nb, nk, nw = (int(x) for x in fh.readline().split())
+        except ValueError:
+            raise _err(amn_path, 2, "expected num_bands num_kpts num_wann") from None
+        data = np.loadtxt(fh)
+    if data.shape != (nb * nk * nw, 5):
+        raise _err(amn_path, 3, f"expected {nb * nk * nw} rows of 5 columns, got {data.shape}")
+    m = data[:, 0].astype(int) - 1
+    k = data[:, 2].astype(int) - 1
+    p = np.zeros((nk, nb))
+    np.add.at(p, (k, m), data[:, 3] ** 2 + data[:, 4] ** 2)
+    eig = np.loadtxt(eig_path)
+    if eig.shape != (nb * nk, 3):
+        raise _err(eig_path, 1, f"expected {nb * nk} rows of 3 columns, got {eig.shape}")
+    e = np.zeros((nk, nb))
+    e[eig[:, 1].astype(int) - 1, eig[:, 0].astype(int) - 1] = eig[:, 2]
+    return p, e
