@@ -13,7 +13,7 @@ from wander.dft.dataset import (append_configuration, collected_names, load_hami
 from wander.dft.deepmd_npy import write_deepmd_system
 from wander.dft.presets import get_preset
 from wander.dft.qe_output import read_pw_output
-from wander.dft.wannier_output import physical_hoppings, read_hr, read_wsvec
+from wander.io import apply_wsvec, read_hr, read_wsvec
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -74,8 +74,8 @@ def test_append_and_reload(tmp_path):
     v2 = h["block_values"][h["block_offset"][n1]:]
     assert np.allclose(v1, v2)
     # every physical hopping of hr.dat is found in its (i, j, R) block
-    R, m, n, t = physical_hoppings(read_hr(FIX / "blg_w90" / "blg_hr.dat"),
-                                   read_wsvec(FIX / "blg_w90" / "blg_wsvec.dat"))
+    R, m, n, t = apply_wsvec(read_hr(FIX / "blg_w90" / "blg_hr.dat"),
+                             read_wsvec(FIX / "blg_w90" / "blg_wsvec.dat"))
     lookup = {(i, j, tuple(r)): h["block_values"][h["block_offset"][p]]
               for p, (i, j, r) in enumerate(zip(h["pair_i"][:n1], h["pair_j"][:n1], h["pair_R"][:n1]))}
     big = np.abs(t) > 1e-3

@@ -12,7 +12,7 @@ from ase.io import read
 import wander.dft.pipeline as pipeline
 from wander.dft.pipeline import Launcher, StepError, read_status, run_configuration, write_configuration
 from wander.dft.presets import get_preset
-from wander.dft.wannier_output import read_band_kpt
+from wander.io import read_band_kpt
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -70,7 +70,7 @@ class ReplayLauncher(Launcher):
 
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "check_kpoints", lambda: read_band_kpt(FIX / "blg_w90" / "blg_band.kpt"))
+    monkeypatch.setattr(pipeline, "check_kpoints", lambda: read_band_kpt(FIX / "blg_w90" / "blg_band.kpt")[0])
     atoms = read(FIX / "blg_w90" / "scf.in", format="espresso-in")
     atoms.pbc = (True, True, False)
     atoms.arrays["layer"] = np.array([0, 0, 1, 1])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wander.dft.qe_output import PWOutputError, read_pw_output
-from wander.dft.wannier_output import read_band_kpt
+from wander.io import read_band_kpt
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -39,7 +39,7 @@ def test_bands_output_matches_w90_kpoints():
     assert out.calculation == "nscf"
     assert out.energy is None and out.forces is None
     assert out.eigenvalues.shape == (56, 16)
-    k = read_band_kpt(FIX / "blg_w90" / "blg_band.kpt")
+    k, _ = read_band_kpt(FIX / "blg_w90" / "blg_band.kpt")
     assert np.allclose(out.kpoints_frac, k, atol=1e-6)
     assert out.unconverged_eigenvalue_warnings > 0  # the top bands; recorded, not fatal
 

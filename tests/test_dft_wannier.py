@@ -7,9 +7,9 @@ import pytest
 from ase.io import read
 
 from wander.dft.quality import band_errors, centre_offsets, evaluate_gate, wannier_eigenvalues
-from wander.dft.wannier_output import (W90FormatError, assign_orbitals, physical_hoppings,
-                                       read_band_dat, read_band_kpt, read_hr,
-                                       read_nnkp_projections, read_wout, read_wsvec)
+from wander.dft.wannier_output import (W90FormatError, assign_orbitals, load_wsvec,
+                                       read_nnkp_projections, read_wout)
+from wander.io import FormatError, apply_wsvec, read_band_dat, read_band_kpt, read_hr, read_wsvec
 
 FIX = Path(__file__).parent / "fixtures" / "blg_w90"
 
@@ -33,7 +33,7 @@ def test_read_hr(hr):
 
 
 def test_physical_hoppings_hermitian_and_values(hr, ws):
-    R, m, n, t = physical_hoppings(hr, ws)
+    R, m, n, t = apply_wsvec(hr, ws)
     table = {(tuple(r), a, b): v for r, a, b, v in zip(R, m, n, t)}
     for (r, a, b), v in table.items():
         assert table[(tuple(-np.array(r)), b, a)] == pytest.approx(np.conj(v), abs=1e-9)
@@ -45,8 +45,9 @@ def test_physical_hoppings_hermitian_and_values(hr, ws):
 
 
 def test_interpolation_reproduces_wannier90_bands(hr, ws):
-    k = read_band_kpt(FIX / "blg_band.kpt")
-    _, e_w90 = read_band_dat(FIX / "blg_band.dat", len(k))
+    k, _ = read_band_kpt(FIX / "blg_band.kpt")
+    _, e_w90 = read_band_dat(FIX / "blg_band.dat")
+    assert e_w90.shape == (len(k), hr.num_wann)
     e = wannier_eigenvalues(hr, ws, k)
     assert np.abs(np.sort(e, axis=1) - np.sort(e_w90, axis=1)).max() < 2e-4
 
@@ -86,8 +87,18 @@ def test_malformed_hr(tmp_path):
     p = tmp_path / "bad_hr.dat"
     lines = (FIX / "blg_hr.dat").read_text().splitlines()
     p.write_text("\n".join(lines[:40]) + "\n")
-    with pytest.raises(W90FormatError, match="bad_hr.dat"):
+    with pytest.raises(FormatError, match="bad_hr.dat"):
         read_hr(p)
+
+
+def test_load_wsvec(tmp_path):
+    p = tmp_path / "empty_wsvec.dat"
+    p.write_text("## header only\n\n")
+    assert load_wsvec(p) is None
+    full = load_wsvec(FIX / "blg_wsvec.dat")
+    ref = read_wsvec(FIX / "blg_wsvec.dat")
+    assert np.array_equal(full.R, ref.R) and np.array_equal(full.m, ref.m)
+    assert all(np.array_equal(a, b) for a, b in zip(full.shifts, ref.shifts))
 
 
 def test_wout_without_final_state(tmp_path):
@@ -95,3 +106,4 @@ def test_wout_without_final_state(tmp_path):
     p.write_text("Wannier90\n")
     with pytest.raises(W90FormatError, match="Final State"):
         read_wout(p)
+    assert issubclass(W90FormatError, FormatError)

@@ -47,8 +47,8 @@ from ase.io import read, write
 
 from wander.dft.qe_input import atomic_write_text
 from wander.dft.qe_output import read_pw_output
-from wander.dft.wannier_output import (assign_orbitals, physical_hoppings, read_hr,
-                                       read_nnkp_projections, read_wsvec)
+from wander.dft.wannier_output import assign_orbitals, load_wsvec, read_nnkp_projections
+from wander.io import apply_wsvec, read_hr
 
 __all__ = ["frame_blocks", "append_configuration", "collected_names", "load_hamiltonians",
            "summary_markdown",
@@ -78,7 +78,7 @@ def frame_blocks(atoms: Atoms, hr_path: Path, wsvec_path: Path, nnkp_path: Path,
         pair_R (np, 3), block_offset (np+1,), block_values (nval,), max_imag, num_wann.
     """
     hr = read_hr(hr_path)
-    R, m, n, t = physical_hoppings(hr, read_wsvec(wsvec_path))
+    R, m, n, t = apply_wsvec(hr, load_wsvec(wsvec_path))
     proj, labels = read_nnkp_projections(nnkp_path)
     host = assign_orbitals(proj, atoms.get_scaled_positions(wrap=False))
     nat = len(atoms)

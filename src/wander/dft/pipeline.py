@@ -34,8 +34,9 @@ from wander.dft.quality import (band_errors, centre_offsets, check_kpoints, eval
                                 projectability_frozen_window, wannier_eigenvalues)
 from wander.dft.wannier_input import (count_wann, num_excluded, set_frozen_window, write_pw2wan,
                                       write_win)
-from wander.dft.wannier_output import (assign_orbitals, read_amn_eig, read_hr, read_nnkp_projections,
-                                       read_wout, read_wsvec)
+from wander.dft.wannier_output import (assign_orbitals, load_wsvec, read_amn_eig, read_nnkp_projections,
+                                       read_wout)
+from wander.io import read_hr
 
 __all__ = ["Launcher", "StepError", "run_configuration", "write_configuration", "read_status",
            "STEPS", "SEED", "PREFIX"]
@@ -300,7 +301,7 @@ def _step_gate(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> Non
     scf = read_pw_output(d / "scf.out")
     chk = read_pw_output(d / "check.out")
     hr = read_hr(d / f"{SEED}_hr.dat")
-    ws = read_wsvec(d / f"{SEED}_wsvec.dat")
+    ws = load_wsvec(d / f"{SEED}_wsvec.dat")
     e_w = wannier_eigenvalues(hr, ws, check_kpoints())
     errs = band_errors(chk.eigenvalues, e_w, scf.fermi_energy)
     # reverse direction (each Wannier eigenvalue to the nearest DFT one): insensitive to DFT

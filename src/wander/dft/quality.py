@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wander.dft.wannier_output import Hr, physical_hoppings
+from wander.io import HrData, WsvecData, apply_wsvec
 
 __all__ = ["wannier_eigenvalues", "band_errors", "centre_offsets", "GateResult", "evaluate_gate",
            "check_kpoints", "projectability_frozen_window"]
 
 
-def wannier_eigenvalues(hr: Hr, wsvec: dict | None, kpoints: np.ndarray) -> np.ndarray:
+def wannier_eigenvalues(hr: HrData, wsvec: WsvecData | None, kpoints: np.ndarray) -> np.ndarray:
     """Eigenvalues (nk, num_wann) eV of the Wannier Hamiltonian at fractional ``kpoints`` (nk, 3)."""
-    R, m, n, t = physical_hoppings(hr, wsvec)
+    R, m, n, t = apply_wsvec(hr, wsvec)
     k = np.atleast_2d(np.asarray(kpoints, dtype=float))
     phase = np.exp(2j * np.pi * (k @ R.T))  # (nk, nh)
     nw = hr.num_wann

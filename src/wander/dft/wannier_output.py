@@ -1,13 +1,16 @@
-"""Readers for the Wannier90 3.x files the DFT pipeline consumes.
+"""Readers for the Wannier90 3.x files the DFT pipeline consumes beyond :mod:`wander.io`.
 
-* ``seed_hr.dat``: ``H_mn(R)`` in eV (``R`` integer lattice vectors, Wannier90
-  sign/phase convention ``H_mn(R) = <w_m,0|H|w_n,R>``).
-* ``seed_wsvec.dat`` (``use_ws_distance = true``): extra lattice shifts that put
-  each hopping on its minimal-image vector.
-* ``seed.wout``: final centres (Angstrom, Cartesian) and spreads (Angstrom^2).
-* ``seed_band.dat`` / ``seed_band.kpt``: interpolated bands along a path.
+``seed_hr.dat``, ``seed_wsvec.dat``, ``seed_band.dat`` and ``seed_band.kpt`` are
+read with :mod:`wander.io` (``read_hr``, ``read_wsvec``, ``apply_wsvec``,
+``read_band_dat``, ``read_band_kpt``); this module adds
 
-Errors name the file and the 1-based line number.
+* ``seed_wsvec.dat`` that may list no entry (:func:`load_wsvec`),
+* ``seed.wout``: final centres (Angstrom, Cartesian) and spreads (Angstrom^2),
+* ``seed.nnkp``: projection centres and orbital labels,
+* ``seed.amn`` / ``seed.eig``: band projectabilities and energies.
+
+Errors are :class:`W90FormatError` (a :class:`wander.io.FormatError`) naming the
+file and the 1-based line number.
 """
 
 from __future__ import annotations
@@ -19,144 +22,33 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Hr", "read_hr", "read_wsvec", "physical_hoppings", "WannierRun", "read_wout",
-           "read_nnkp_projections", "assign_orbitals", "read_amn_eig",
-           "read_band_kpt", "read_band_dat", "W90FormatError"]
+from wander.io import FormatError, WsvecData, read_wsvec
+
+__all__ = ["load_wsvec", "WannierRun", "read_wout", "read_nnkp_projections", "assign_orbitals",
+           "read_amn_eig", "W90FormatError"]
 
 
-class W90FormatError(ValueError):
+class W90FormatError(FormatError):
     """A Wannier90 file is malformed (message names file and line)."""
 
 
 def _err(path: str, lineno: int, msg: str) -> W90FormatError:
-    return W90FormatError(f"{path}:{lineno}: {msg}")
+    return W90FormatError(path, lineno, msg)
 
 
-@dataclass
-class Hr:
-    """Content of ``seed_hr.dat``.
-
-    Attributes:
-        num_wann: number of Wannier functions.
-        R: (nrpts, 3) int lattice vectors.
-        ndegen: (nrpts,) Wigner-Seitz degeneracies.
-        H: (nrpts, num_wann, num_wann) complex eV, as written (not divided by ndegen).
-    """
-
-    num_wann: int
-    R: np.ndarray
-    ndegen: np.ndarray
-    H: np.ndarray
-
-
-def read_hr(path: str | os.PathLike) -> Hr:
-    """Read ``seed_hr.dat``."""
-    path = str(path)
-    lines = Path(path).read_text().splitlines()
-    try:
-        num_wann = int(lines[1])
-        nrpts = int(lines[2])
-    except (IndexError, ValueError):
-        raise _err(path, 2, "expected num_wann and nrpts on lines 2-3") from None
-    ndeg_lines = (nrpts + 14) // 15
-    deg = " ".join(lines[3:3 + ndeg_lines]).split()
-    if len(deg) != nrpts:
-        raise _err(path, 4, f"expected {nrpts} degeneracies, found {len(deg)}")
-    ndegen = np.array(deg, dtype=int)
-    start = 3 + ndeg_lines
-    body = lines[start:start + nrpts * num_wann**2]
-    if len(body) != nrpts * num_wann**2:
-        raise _err(path, len(lines), f"expected {nrpts * num_wann**2} matrix lines, found {len(body)}")
-    try:
-        data = np.array(" ".join(body).split(), dtype=float).reshape(-1, 7)
-    except ValueError:
-        raise _err(path, start + 1, "matrix lines must have 7 columns") from None
-    data = data.reshape(nrpts, num_wann * num_wann, 7)
-    R = data[:, 0, :3].astype(int)
-    # file order: m fastest, then n
-    m = data[0, :, 3].astype(int) - 1
-    n = data[0, :, 4].astype(int) - 1
-    H = np.zeros((nrpts, num_wann, num_wann), dtype=complex)
-    H[:, m, n] = data[:, :, 5] + 1j * data[:, :, 6]
-    return Hr(num_wann, R, ndegen, H)
-
-
-def read_wsvec(path: str | os.PathLike) -> dict[tuple[int, int, int, int, int], np.ndarray]:
-    """Read ``seed_wsvec.dat``.
+def load_wsvec(path: str | os.PathLike) -> WsvecData | None:
+    """Read ``seed_wsvec.dat`` with :func:`wander.io.read_wsvec`.
 
     Returns:
-        ``{(R1, R2, R3, m, n): shifts}`` with 0-based ``m, n`` and ``shifts`` an
-        (ndeg, 3) int array of extra lattice vectors ``T`` (hop vector ``R + T``).
+        The shifts, or None when the file lists no entry after its header (no
+        minimal-image shifts: every hopping stays at its ``R``), ready for
+        :func:`wander.io.apply_wsvec`.
     """
-    path = str(path)
-    lines = Path(path).read_text().splitlines()
-    out: dict[tuple[int, int, int, int, int], np.ndarray] = {}
-    i = 1
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        try:
-            r1, r2, r3, m, n = (int(x) for x in lines[i].split())
-            nd = int(lines[i + 1])
-            shifts = np.array([lines[i + 2 + k].split() for k in range(nd)], dtype=int).reshape(nd, 3)
-        except (ValueError, IndexError):
-            raise _err(path, i + 1, "malformed wsvec block") from None
-        out[(r1, r2, r3, m - 1, n - 1)] = shifts
-        i += 2 + nd
-    return out
-
-
-def physical_hoppings(hr: Hr, wsvec: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Expand ``hr`` into physical hoppings, summing duplicates.
-
-    Each ``H_mn(R) / ndegen(R)`` is split equally over its minimal-image shifts
-    ``R + T`` (from ``wsvec``; no shift when ``wsvec`` is None).
-
-    Returns:
-        R (nh, 3) int, m (nh,) int, n (nh,) int, t (nh,) complex eV, sorted by (R, m, n).
-    """
-    nr, nw, _ = hr.H.shape
-    mm, nn = np.meshgrid(np.arange(nw), np.arange(nw), indexing="ij")
-    R = np.repeat(hr.R, nw * nw, axis=0)  # entries in (R, m, n) order
-    m = np.tile(mm.ravel(), nr)
-    n = np.tile(nn.ravel(), nr)
-    t = (hr.H / hr.ndegen[:, None, None]).reshape(-1)
-    if wsvec:
-        # match every entry to its wsvec block through an integer code of (R, m, n)
-        wkeys = np.array(list(wsvec.keys()), dtype=np.int64).reshape(-1, 5)
-        counts = np.array([len(v) for v in wsvec.values()], dtype=np.int64)
-        shifts = np.concatenate([np.asarray(v, dtype=np.int64).reshape(-1, 3) for v in wsvec.values()])
-        span = int(max(np.abs(hr.R).max(), np.abs(wkeys[:, :3]).max())) + 1
-        base = 2 * span + 1
-
-        def code(r, a, b):
-            c = (r[:, 0] + span) * base + (r[:, 1] + span)
-            c = (c * base + (r[:, 2] + span)) * nw + a
-            return c * nw + b
-
-        wcode = code(wkeys[:, :3], wkeys[:, 3], wkeys[:, 4])
-        order = np.argsort(wcode)
-        ecode = code(R.astype(np.int64), m, n)
-        pos = np.clip(np.searchsorted(wcode[order], ecode), 0, len(order) - 1)
-        found = wcode[order][pos] == ecode
-        widx = np.where(found, order[pos], -1)
-        k = np.where(found, counts[np.maximum(widx, 0)], 1)
-        k = np.maximum(k, 1)
-        start = np.r_[0, np.cumsum(counts)[:-1]]
-        rep = np.repeat(np.arange(len(ecode)), k)
-        within = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k)
-        has = found[rep] & (counts[np.maximum(widx, 0)][rep] > 0)
-        extra = np.zeros((len(rep), 3), dtype=np.int64)
-        extra[has] = shifts[start[widx[rep][has]] + within[has]]
-        R = R[rep] + extra
-        m, n = m[rep], n[rep]
-        t = t[rep] / k[rep]
-    key = np.c_[R, m, n]
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
-    tsum = np.zeros(len(uniq), dtype=complex)
-    np.add.at(tsum, inv.ravel(), t)
-    return uniq[:, :3], uniq[:, 3], uniq[:, 4], tsum
+    with open(path, "rb") as fh:
+        fh.readline()
+        if not any(line.strip() for line in fh):
+            return None
+    return read_wsvec(path)
 
 
 @dataclass
@@ -209,37 +101,6 @@ def read_wout(path: str | os.PathLike) -> WannierRun:
                       omegas.get("D", np.nan), omegas.get("OD", np.nan),
                       omegas.get("Total", np.nan),
                       any("Total Execution Time" in ln for ln in lines[-40:]))
-
-
-def read_band_kpt(path: str | os.PathLike) -> np.ndarray:
-    """Read ``seed_band.kpt``: (nk, 3) fractional k-points."""
-    path = str(path)
-    lines = Path(path).read_text().splitlines()
-    try:
-        nk = int(lines[0].split()[0])
-        k = np.array([ln.split()[:3] for ln in lines[1:1 + nk]], dtype=float)
-    except (IndexError, ValueError):
-        raise _err(path, 1, "malformed band.kpt") from None
-    if k.shape != (nk, 3):
-        raise _err(path, len(lines), f"expected {nk} k-points, found {len(k)}")
-    return k
-
-
-def read_band_dat(path: str | os.PathLike, nk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``seed_band.dat``.
-
-    Returns:
-        x (nk,) path coordinate (1/Angstrom as written by Wannier90) and
-        energies (nk, num_wann) eV.
-    """
-    path = str(path)
-    data = np.loadtxt(path)
-    if data.ndim != 2 or data.shape[1] < 2 or len(data) % nk:
-        raise _err(path, 1, f"expected blocks of {nk} lines with 2 columns")
-    nb = len(data) // nk
-    x = data[:nk, 0]
-    e = data[:, 1].reshape(nb, nk).T
-    return x, e
 
 
 _LABELS = {(0, 1): "s", (1, 1): "pz", (1, 2): "px", (1, 3): "py", (2, 1): "dz2", (2, 2): "dxz",
