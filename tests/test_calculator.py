@@ -160,3 +160,20 @@ def test_chunked_descriptors_equal_full(model, atoms):
     for chunk in (1, 7, 100):
         np.testing.assert_allclose(compute_descriptors(model, atoms, nl, chunk_atoms=chunk).numpy(),
                                    ref.detach().numpy(), atol=TOL)
+
+
+def test_float32_precision_matches_float64(model, atoms):
+    """A float32 copy of the network gives the float64 results to float32 round-off; the model itself
+    stays float64 and an unknown precision is refused."""
+    ref = atoms.copy()
+    ref.calc = WanderCalculator(model)
+    low = atoms.copy()
+    low.calc = WanderCalculator(model, precision="float32", chunk_atoms=5)
+    assert low.calc.model.dtype == torch.float32 and model.dtype == torch.float64
+    f64, f32 = ref.get_forces(), low.get_forces()
+    assert np.abs(f32 - f64).max() <= 1e-5 * max(1.0, np.abs(f64).max())
+    assert np.abs(f32 - f64).max() > 0          # it really ran in float32
+    assert low.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-4 * len(atoms))
+    np.testing.assert_allclose(low.get_stress(), ref.get_stress(), atol=1e-6)
+    with pytest.raises(ValueError, match="precision"):
+        WanderCalculator(model, precision="float16")

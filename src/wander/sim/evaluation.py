@@ -133,25 +133,26 @@ def evaluate_forcefield(
         raise ValueError(f"neighbour list is for {nlist.n_atoms} atoms, structure has {n}")
     if nlist.cutoff < model.rcut:
         raise ValueError(f"neighbour list cutoff {nlist.cutoff} is below the model cutoff {model.rcut}")
-    dtype = model.dtype
+    # Edge vectors are formed and results accumulated in float64; the network runs in the model's
+    # precision, so a float32 model loses no accuracy to large coordinates or to summing many atoms.
+    acc = torch.float64
     species = torch.as_tensor(species_indices(atoms.get_chemical_symbols(), model.type_map), device=device)
-    pos = torch.as_tensor(atoms.positions, dtype=dtype, device=device)
-    cell = torch.as_tensor(np.array(atoms.cell), dtype=dtype, device=device)
-    energies = torch.zeros(n, dtype=dtype, device=device)
-    forces = torch.zeros(n, 3, dtype=dtype, device=device)
-    strain_grad = torch.zeros(3, 3, dtype=dtype, device=device)
+    pos = torch.as_tensor(atoms.positions, dtype=acc, device=device)
+    cell = torch.as_tensor(np.array(atoms.cell), dtype=acc, device=device)
+    energies = torch.zeros(n, dtype=acc, device=device)
+    forces = torch.zeros(n, 3, dtype=acc, device=device)
+    strain_grad = torch.zeros(3, 3, dtype=acc, device=device)
     for start in range(0, n, chunk_atoms):
         stop = min(start + chunk_atoms, n)
         vec, i, j, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
-        vec = vec.requires_grad_(True)                                      # (E_c, 3)
+        vec_m = vec.to(model.dtype).requires_grad_(True)                    # (E_c, 3)
         m = stop - start
         with torch.enable_grad():
-            desc = model.descriptor(vec, edge_index, sp)[:m]
+            desc = model.descriptor(vec_m, edge_index, sp)[:m]
             e_atoms = model.fitting(desc, species[start:stop])
-            (g,) = torch.autograd.grad(e_atoms.sum(), vec, allow_unused=True)
-        if g is None:
-            g = torch.zeros_like(vec)
-        energies[start:stop] = e_atoms.detach()
+            (g,) = torch.autograd.grad(e_atoms.sum(), vec_m, allow_unused=True)
+        g = torch.zeros_like(vec) if g is None else g.to(acc)
+        energies[start:stop] = e_atoms.detach().to(acc)
         forces.index_add_(0, i, g)
         forces.index_add_(0, j, -g)
         if compute_virial:
@@ -188,11 +189,11 @@ def compute_descriptors(
         raise ValueError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
     n = len(atoms)
     species = torch.as_tensor(species_indices(atoms.get_chemical_symbols(), model.type_map), device=device)
-    pos = torch.as_tensor(atoms.positions, dtype=model.dtype, device=device)
-    cell = torch.as_tensor(np.array(atoms.cell), dtype=model.dtype, device=device)
+    pos = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
+    cell = torch.as_tensor(np.array(atoms.cell), dtype=torch.float64, device=device)
     out = torch.zeros(n, model.descriptor.dim_out, dtype=model.dtype, device=device)
     for start in range(0, n, chunk_atoms):
         stop = min(start + chunk_atoms, n)
         vec, _, _, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
-        out[start:stop] = model.descriptor(vec, edge_index, sp)[: stop - start]
+        out[start:stop] = model.descriptor(vec.to(model.dtype), edge_index, sp)[: stop - start]
     return out
