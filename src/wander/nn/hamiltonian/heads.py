@@ -285,7 +285,10 @@ class HamiltonianHeads(nn.Module):
         ii, jj = torch.cat([i, j]), torch.cat([j, i])
         rr, ss = torch.cat([r, r]), torch.cat([same, same])
         bank, scalars = self.pair_features(density, torch.stack([ii, jj]), torch.cat([vec, -vec]))
-        inv = torch.cat([d[ii], d[jj], self.pair_rbf(rr), scalars], dim=1)
+        pair_inv = torch.cat([self.pair_rbf(rr), scalars], dim=1)
+        # The coefficient MLPs read [d_i, d_j, pair invariants]. Their first layer is split by
+        # columns, so the descriptor part is projected once per atom of this batch of pairs instead
+        # of being copied into a (2P, 2F + ...) input (the same numbers, without that memory traffic).
         zi, zj = species[ii], species[jj]
         out = vec.new_zeros(2 * p, self.max_orbitals, self.max_orbitals)
         for cat, weight in self.category_weights(rr, ss).items():
@@ -294,10 +297,22 @@ class HamiltonianHeads(nn.Module):
                     sel = torch.nonzero((zi == a) & (zj == b) & (weight > 0)).squeeze(-1)
                     if not sel.numel():
                         continue
-                    coef = self.heads[f"{CATEGORIES[cat]}_{el_a}_{el_b}"](inv[sel]) * self.config.output_scale
+                    mlp = self.heads[f"{CATEGORIES[cat]}_{el_a}_{el_b}"]
+                    hidden = self._first_layer(mlp[0], d, ii[sel], jj[sel], pair_inv[sel])
+                    coef = mlp[1:](hidden) * self.config.output_scale
                     blk = self.couplings[f"pair_{el_a}_{el_b}"](coef, {k: v[sel] for k, v in bank.items()})
                     out = out.index_add(0, sel, self._pad(blk * weight[sel, None, None]))
         return 0.5 * (out[:p] + out[p:].transpose(1, 2))
+
+    def _first_layer(self, lin: nn.Linear, d: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                     pair_inv: torch.Tensor) -> torch.Tensor:
+        """``lin(cat([d[i], d[j], pair_inv]))`` with the descriptor columns applied per atom."""
+        f = self.config.descriptor_dim
+        w = lin.weight
+        atoms, local = torch.unique(torch.cat([i, j]), return_inverse=True)
+        proj_i, proj_j = d[atoms] @ w[:, :f].T, d[atoms] @ w[:, f:2 * f].T
+        n = i.shape[0]
+        return proj_i[local[:n]] + proj_j[local[n:]] + nn.functional.linear(pair_inv, w[:, 2 * f:], lin.bias)
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
