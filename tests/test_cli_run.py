@@ -49,11 +49,13 @@ def test_run_end_to_end_tbg_21deg(tmp_path, checkpoint, capsys):
     out = tmp_path / "run"
     args = parse(cli_run, ["--material", "graphene", "--mn", "1", "2", "--model", checkpoint,
                            "--tb-model", "moon-koshino", "--fmax", "1e-4", "--steps", "3", "--npoints", "15",
-                           "--dos-kgrid", "3", "--width", "0.02", "-o", str(out), "--no-progress"])
+                           "--dos-kgrid", "3", "--width", "0.02", "-o", str(out), "--no-progress",
+                           "--compare-rigid"])
     assert cli_run.run(args) == 0
     text = capsys.readouterr().out
-    assert "memory estimate" in text and "flat-band width" in text
+    assert "memory estimate" in text and "flat-band width" in text and "rigid structure" in text
     for name in ("summary.json", "bands.json", "bands.png", "dos.png", "interlayer_distance.png",
+                 "bands_rigid.json", "bands_rigid_vs_relaxed.png",
                  "displacement.png", "registry.png", "ldos.png", "hamiltonian.npz", "relax.traj",
                  "structure_rigid.extxyz", "structure_relaxed.extxyz"):
         assert (out / name).stat().st_size > 0, name
@@ -77,7 +79,14 @@ def test_run_end_to_end_tbg_21deg(tmp_path, checkpoint, capsys):
     assert e[:, 13].max() <= fb["fermi_level_eV"] + 1e-9 and fb["fermi_level_eV"] <= e[:, 14].min() + 1e-9
     assert bs.reference == pytest.approx(fb["fermi_level_eV"])
     assert s["memory"]["peak_rss_bytes"] > 0 and s["memory"]["estimate"]["peak_bytes"] > 0
-    assert set(s["timings_s"]) == {"relax", "hamiltonian", "bands", "dos", "maps"}
+    assert set(s["timings_s"]) == {"relax", "hamiltonian", "bands", "rigid_bands", "dos", "maps"}
+    # the rigid comparison is the Moon-Koshino model of the unrelaxed cell on the same path
+    rigid = BandStructure.read(str(out / "bands_rigid.json"))
+    np.testing.assert_allclose(rigid.path.kpts, bs.path.kpts)
+    e0 = np.array([np.linalg.eigvalsh(moon_koshino(twisted_bilayer("graphene", m=1, n=2)).hk(k).toarray())
+                   for k in bs.path.kpts])
+    assert s["rigid"]["flat_bands"]["width_meV"] == pytest.approx(1e3 * np.ptp(e0[:, 12:16]), abs=1e-6)
+    assert s["rigid"]["flat_bands"]["width_meV"] != pytest.approx(fb["width_meV"], abs=1e-9)
     assert s["maps"]["registry_counts"]["AA"] >= 1
     assert s["maps"]["interlayer_distance_A"]["mean"] == pytest.approx(3.35, abs=0.05)
 

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npoints", type=int, default=60, help="k-points on the moire path (default 60)")
     parser.add_argument("--dos-kgrid", type=int, default=6, help="DOS k-grid n x n x 1 (default 6)")
     parser.add_argument("--width", type=float, default=0.005, help="DOS / LDOS broadening, eV (default 0.005)")
+    parser.add_argument("--compare-rigid", action="store_true",
+                        help="also compute the rigid structure's bands and plot rigid vs relaxed")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             relax_options={"fmax": args.fmax, "steps": args.steps, "cell": args.cell},
             n_flat=args.n_flat, n_bands=args.n_bands, npoints=args.npoints,
             dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width, ldos_width=args.width,
-            memory_options=mem, progress=not args.no_progress,
+            memory_options=mem, compare_rigid=args.compare_rigid, progress=not args.no_progress,
         )
     except InsufficientMemoryError as exc:
         print(f"wander run: {exc}")
@@ -83,5 +85,7 @@ def run(args: argparse.Namespace) -> int:
     fb = summary["flat_bands"]
     gaps = ", ".join(f"{k} {fb[k]:.2f} meV" for k in ("gap_below_meV", "gap_above_meV") if fb[k] is not None)
     print(f"E_F = {fb['fermi_level_eV']:.4f} eV, flat-band width {fb['width_meV']:.2f} meV, {gaps}")
+    if "rigid" in summary:
+        print(f"rigid structure: flat-band width {summary['rigid']['flat_bands']['width_meV']:.2f} meV")
     print(f"done in {time.perf_counter() - t0:.1f} s; results in {args.output}/summary.json")
     return 0

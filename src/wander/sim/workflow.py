@@ -8,6 +8,7 @@
 ``relax.traj``              relaxation trajectory
 ``hamiltonian.npz``         the predicted Hamiltonian (:meth:`wander.tb.TBHamiltonian.save`)
 ``bands.json``, ``bands.png`` bands near E_F along the moire path (ASE BandStructure) + DOS panel
+``bands_rigid_vs_relaxed.png`` rigid and relaxed bands on one axis (``compare_rigid``)
 ``dos.png``                 DOS near E_F
 ``interlayer_distance.png`` local interlayer distance map
 ``displacement.png``        in-plane displacement field of the top layer (relaxed vs rigid)
@@ -23,7 +24,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -119,6 +120,50 @@ def _initial_energy(ham: Any, n_electrons: float) -> float:
     return float(fermi_level_at_k(h, n_electrons))
 
 
+def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat: int, progress: bool,
+                path: Any = None):
+    """Bands near charge neutrality along the moire path (or along ``path``, same fractional k-points):
+    ``(BandStructure, BandWindows, FlatBands)``."""
+    from ase.spectrum.band_structure import BandStructure
+
+    from wander.tb import band_windows, bandpath_2d
+
+    guess = _initial_energy(ham, n_electrons)
+    path = bandpath_2d(ham.cell, None, npoints) if path is None else path
+    win = band_windows(ham, path.kpts, n_bands=min(n_bands, ham.n_orbitals), energy=guess, progress=progress)
+    if win.band_offset is None:
+        raise RuntimeError("band indices are unknown (no inertia count): cannot locate the flat bands")
+    fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat)
+    return BandStructure(path, win.energies[None], reference=fb.fermi_level), win, fb
+
+
+def _flat_summary(fb: FlatBands) -> dict[str, Any]:
+    return {
+        "fermi_level_eV": fb.fermi_level, "centre_eV": fb.centre, "width_meV": 1e3 * fb.width,
+        "gap_above_meV": None if fb.gap_above is None else 1e3 * fb.gap_above,
+        "gap_below_meV": None if fb.gap_below is None else 1e3 * fb.gap_below,
+        "first_band": fb.first_band, "n_flat": fb.n_flat,
+    }
+
+
+def _plot_rigid_vs_relaxed(bs_rigid, fb_rigid: FlatBands, bs, fb: FlatBands, summary: dict[str, Any]):
+    """Rigid (grey) and relaxed (colour) bands on one axis, each relative to its own E_F."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from wander.tb.plotting import plot_band_structure
+
+    half = max(fb.width, fb_rigid.width, 0.02) * 2.5
+    fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
+    plot_band_structure(bs_rigid, emin=-half, emax=half, ax=ax, color="0.6")
+    plot_band_structure(bs, emin=-half, emax=half, ax=ax, color="C3")
+    ax.legend([Line2D([], [], color="0.6"), Line2D([], [], color="C3")],
+              [f"rigid: flat width {1e3 * fb_rigid.width:.1f} meV",
+               f"relaxed: flat width {1e3 * fb.width:.1f} meV"], loc="upper right", fontsize=8)
+    ax.set_title(f"{summary['formula']} {summary['angle_deg'] or ''}°: rigid vs relaxed")
+    return fig
+
+
 def run_workflow(
     atoms: Atoms,
     predictor: Callable[[Atoms], Any],
@@ -136,6 +181,7 @@ def run_workflow(
     ldos_width: float = 0.005,
     memory_options: dict[str, Any] | None = None,
     available_memory: int | None = None,
+    compare_rigid: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -165,6 +211,9 @@ def run_workflow(
         Keyword arguments of :func:`wander.sim.memory.estimate_memory`.
     available_memory
         Bytes to check the estimate against (default ``MemAvailable``).
+    compare_rigid
+        Also predict the Hamiltonian of the rigid structure and compute its bands on the same path
+        (``bands_rigid.json``, ``bands_rigid_vs_relaxed.png``, ``summary["rigid"]``); only with a relaxation.
 
     Returns
     -------
@@ -176,7 +225,7 @@ def run_workflow(
     from wander.moire.maps import displacement_field, interlayer_distance_map, stacking_registry
     from wander.moire.plots import plot_displacement, plot_map, plot_registry, save_figure
     from wander.sim.relax import relax
-    from wander.tb import band_windows, bandpath_2d, density_of_states
+    from wander.tb import density_of_states
     from wander.tb.eigen import DENSE_MAX
     from wander.tb.plotting import plot_band_structure
 
@@ -217,18 +266,17 @@ def run_workflow(
     summary.update(n_orbitals=ham.n_orbitals, n_hoppings=ham.n_hoppings, n_electrons=n_electrons)
 
     t0 = time.perf_counter()
-    guess = _initial_energy(ham, n_electrons)
-    path = bandpath_2d(ham.cell, None, npoints)
-    nb = min(n_bands, ham.n_orbitals)
-    win = band_windows(ham, path.kpts, n_bands=nb, energy=guess, progress=progress)
-    if win.band_offset is None:
-        raise RuntimeError("band indices are unknown (no inertia count): cannot locate the flat bands")
-    fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat)
+    bs, win, fb = _path_bands(ham, n_electrons, npoints, n_bands, n_flat, progress)
     timings["bands"] = time.perf_counter() - t0
-    from ase.spectrum.band_structure import BandStructure
-
-    bs = BandStructure(path, win.energies[None], reference=fb.fermi_level)
     bs.write(str(out / "bands.json"))
+    if compare_rigid and relaxed is not atoms:
+        t0 = time.perf_counter()
+        bs_rigid, _, fb_rigid = _path_bands(predictor(atoms), n_electrons, npoints, n_bands, n_flat, progress,
+                                              path=bs.path)
+        timings["rigid_bands"] = time.perf_counter() - t0
+        bs_rigid.write(str(out / "bands_rigid.json"))
+        summary["rigid"] = {"flat_bands": _flat_summary(fb_rigid)}
+        save_figure(_plot_rigid_vs_relaxed(bs_rigid, fb_rigid, bs, fb, summary), str(out / "bands_rigid_vs_relaxed.png"))
 
     t0 = time.perf_counter()
     method = "exact" if ham.n_orbitals <= DENSE_MAX else "kpm"
@@ -268,14 +316,8 @@ def run_workflow(
                                      for k in ("AA", "AB", "BA", "SP") if (labels == k).any()}
     timings["maps"] = time.perf_counter() - t0
 
-    fbd = asdict(fb)
-    summary["flat_bands"] = {
-        "fermi_level_eV": fbd["fermi_level"], "centre_eV": fbd["centre"], "width_meV": 1e3 * fbd["width"],
-        "gap_above_meV": None if fb.gap_above is None else 1e3 * fb.gap_above,
-        "gap_below_meV": None if fb.gap_below is None else 1e3 * fb.gap_below,
-        "first_band": fb.first_band, "n_flat": fb.n_flat, "n_kpoints": len(path.kpts), "path": path.path,
-        "solver": win.method,
-    }
+    summary["flat_bands"] = _flat_summary(fb) | {"n_kpoints": len(bs.path.kpts), "path": bs.path.path,
+                                                 "solver": win.method}
     summary["maps"] = maps
     summary["timings_s"] = timings
     summary["memory"]["peak_rss_bytes"] = peak_rss()
