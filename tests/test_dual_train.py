@@ -11,7 +11,7 @@ import torch
 
 from fixtures.dual.helpers import DUAL_DIR, FF_NPY, dual_config
 from fixtures.ff.helpers import one_thread  # noqa: F401  (autouse fixture)
-from wander.train.checkpoint import load_checkpoint, load_dual_model, save_checkpoint
+from wander.train.checkpoint import export_model, load_checkpoint, load_dual_model, save_checkpoint
 from wander.train.config import parse_config
 from wander.train.loop import train
 
@@ -37,6 +37,14 @@ def test_joint_training_lowers_force_and_hamiltonian_errors(tmp_path: Path) -> N
     # the returned model is the saved one
     saved = load_dual_model(tmp_path / "model.pt")
     for (k, a), b in zip(model.state_dict().items(), saved.state_dict().values()):
+        assert torch.equal(a, b), k
+    # an exported copy drops optimizer and RNG, keeps every parameter and gains the metadata
+    export_model(tmp_path / "model.pt", tmp_path / "shipped.pt", metadata={"validation": {"rmse_f": 0.1}})
+    shipped = load_checkpoint(tmp_path / "shipped.pt")
+    assert "optimizer" not in shipped and "rng" not in shipped
+    assert shipped["metadata"]["validation"] == {"rmse_f": 0.1} and shipped["metadata"]["type_map"] == ["C"]
+    assert (tmp_path / "shipped.pt").stat().st_size < (tmp_path / "model.pt").stat().st_size
+    for (k, a), b in zip(model.state_dict().items(), load_dual_model(tmp_path / "shipped.pt").state_dict().values()):
         assert torch.equal(a, b), k
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from wander.nn.dual import DualModel
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
-           "load_dual_model"]
+           "load_dual_model", "export_model"]
 
 CHECKPOINT_FORMAT = "wander.forcefield"
 CHECKPOINT_VERSION = 1
@@ -106,6 +106,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{p}: checkpoint version {payload.get('version')} is not supported "
                          f"(expected {CHECKPOINT_VERSION})")
     return payload
+
+
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
+    """Copy checkpoint ``src`` to ``dst`` without the optimizer and RNG states (a model to ship or share).
+
+    ``metadata`` entries are merged into the checkpoint's metadata (e.g. validation errors, the
+    dataset it was trained on). The result loads with :func:`load_model` / :func:`load_dual_model`
+    and gives identical outputs; it can still initialise a new training run (``training.init_model``)
+    but not be resumed.
+    """
+    payload = load_checkpoint(src)
+    payload.pop("optimizer", None)
+    payload.pop("rng", None)
+    payload["metadata"] = {**payload.get("metadata", {}), **(metadata or {})}
+    with atomic_path(dst) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> ForceField:
