@@ -136,12 +136,16 @@ def relax(
     converged = False
     fm = float("nan")
     try:
-        for n_done, converged in enumerate(opt.irun(fmax=fmax, steps=int(steps))):
-            fm = current_fmax()
-            if bar is not None:
-                if n_done:
-                    bar.update(1)
-                bar.set_postfix(fmax=f"{fm:.4f}", energy=f"{work.get_potential_energy():.6f}")
+        with warnings.catch_warnings():
+            # FrechetCellFilter takes scipy's logm of a near-identity deformation at every step; its
+            # "may be inaccurate" estimate (~1e-12) is harmless and would otherwise flood the output.
+            warnings.filterwarnings("ignore", message="logm result may be inaccurate", category=RuntimeWarning)
+            for n_done, converged in enumerate(opt.irun(fmax=fmax, steps=int(steps))):
+                fm = current_fmax()
+                if bar is not None:
+                    if n_done:
+                        bar.update(1)
+                    bar.set_postfix(fmax=f"{fm:.4f}", energy=f"{work.get_potential_energy():.6f}")
     finally:
         if bar is not None:
             bar.close()
