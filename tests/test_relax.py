@@ -42,6 +42,15 @@ def test_relax_lowers_energy_and_reaches_fmax(tmp_path, optimizer):
     assert frames[0].get_potential_energy() == pytest.approx(e0)
     assert frames[-1].get_potential_energy() == pytest.approx(out.get_potential_energy())
     np.testing.assert_array_equal(out.cell, start.cell)
+    # every 4th step: frames 0, 4, 8, ... and always the last one
+    sparse = tmp_path / "sparse.traj"
+    out4 = relax(start, calc, fmax=0.01, steps=300, optimizer=optimizer, trajectory=sparse, traj_interval=4,
+                 progress=False)
+    n = out4.info["relax_steps"]
+    frames4 = read(sparse, ":")
+    assert len(frames4) == n // 4 + 1 + (n % 4 != 0)
+    assert frames4[-1].get_potential_energy() == pytest.approx(out4.get_potential_energy())
+    np.testing.assert_allclose(frames4[1].positions, frames[4].positions)
 
 
 def test_in_plane_cell_relaxation_keeps_c_and_relieves_stress(capsys):

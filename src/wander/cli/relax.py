@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fmax", type=float, default=0.01, help="force threshold, eV/Angstrom (default 0.01)")
     parser.add_argument("--steps", type=int, default=1000, help="maximum optimizer steps (default 1000)")
     parser.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
-    parser.add_argument("--traj", default=None, help="ASE trajectory of every step (.traj)")
+    parser.add_argument("--traj", default=None, help="ASE trajectory (.traj) of the relaxation")
+    parser.add_argument("--traj-interval", type=int, default=1, help="steps between trajectory frames (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         out = relax(atoms, calc, fmax=args.fmax, steps=args.steps, cell=args.cell, optimizer=args.optimizer,
-                    trajectory=args.traj, progress=not args.no_progress)
+                    trajectory=args.traj, traj_interval=args.traj_interval, progress=not args.no_progress)
     write(args.output, out, format="extxyz")
     e0, e1 = out.info["relax_energy_initial"], out.get_potential_energy()
     print(f"{len(out)} atoms: E {e0:.6f} -> {e1:.6f} eV ({(e1 - e0) / len(out) * 1e3:+.4f} meV/atom), "

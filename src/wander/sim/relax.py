@@ -52,6 +52,7 @@ def relax(
     cell: str = "fixed",
     optimizer: str = "FIRE",
     trajectory: str | os.PathLike | None = None,
+    traj_interval: int = 1,
     progress: bool = True,
     logfile: str | None = None,
 ) -> Atoms:
@@ -72,7 +73,10 @@ def relax(
     optimizer
         ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"``.
     trajectory
-        ASE ``.traj`` file receiving every step (atoms with cell, energy, forces, stress).
+        ASE ``.traj`` file receiving every ``traj_interval``-th step (atoms with cell, energy, forces,
+        stress); the last step is always written.
+    traj_interval
+        Steps between trajectory frames (>= 1).
     progress
         Show a tqdm progress bar with the current fmax.
     logfile
@@ -92,6 +96,8 @@ def relax(
         raise ValueError(f"fmax must be a positive number, got {fmax!r}")
     if int(steps) < 0:
         raise ValueError(f"steps must be >= 0, got {steps!r}")
+    if int(traj_interval) < 1:
+        raise ValueError(f"traj_interval must be >= 1, got {traj_interval!r}")
     opt_cls = _optimizer_class(optimizer)
     pbc = tuple(bool(p) for p in atoms.pbc)
     if cell == "in-plane":
@@ -122,7 +128,7 @@ def relax(
 
         traj = Trajectory(os.fspath(trajectory), "w", work, properties=["energy", "forces"]
                           + (["stress"] if mask is not None else []))
-        opt.attach(traj.write, interval=1)
+        opt.attach(traj.write, interval=int(traj_interval))
 
     def current_fmax() -> float:
         g = np.asarray(opt.optimizable.get_gradient()).reshape(-1, 3)
@@ -150,6 +156,8 @@ def relax(
         if bar is not None:
             bar.close()
         if traj is not None:
+            if opt.nsteps % int(traj_interval):
+                traj.write()                     # the final structure is always in the file
             traj.close()
 
     results = {"energy": float(work.get_potential_energy()), "forces": work.get_forces().copy()}

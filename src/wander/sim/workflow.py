@@ -5,7 +5,7 @@
 ==========================  ==============================================================
 ``structure_rigid.extxyz``  the input structure
 ``structure_relaxed.extxyz`` relaxed structure (when a calculator is given)
-``relax.traj``              relaxation trajectory
+``relax.traj``              relaxation trajectory (every 10th step and the last)
 ``hamiltonian.npz``         the predicted Hamiltonian (:meth:`wander.tb.TBHamiltonian.save`)
 ``bands.json``, ``bands.png`` bands near E_F along the moire path (ASE BandStructure) + DOS panel
 ``bands_rigid_vs_relaxed.png`` rigid and relaxed bands on one axis (``compare_rigid``)
@@ -246,7 +246,8 @@ def run_workflow(
     if calculator is not None:
         t0 = time.perf_counter()
         opts = {"fmax": 0.01, "steps": 1000, "cell": "in-plane", "optimizer": "FIRE", **(relax_options or {})}
-        relaxed = relax(atoms, calculator, trajectory=out / "relax.traj", progress=progress, **opts)
+        relaxed = relax(atoms, calculator, trajectory=out / "relax.traj", traj_interval=10, progress=progress,
+                        **opts)
         timings["relax"] = time.perf_counter() - t0
         _write_atoms(out / "structure_relaxed.extxyz", relaxed)
         summary["relax"] = {k: relaxed.info[k] for k in ("relax_converged", "relax_steps", "relax_fmax")}
