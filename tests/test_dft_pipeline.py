@@ -93,6 +93,23 @@ def test_full_run_and_resume(config_dir):
     assert res["frozen_window_rel_EF_eV"][0] == pytest.approx(-0.9)
     lau2 = ReplayLauncher()
     assert run_configuration(config_dir, lau2)["state"] == "done" and lau2.calls == []
+    assert "9 9 1 0 0 0" in (config_dir / "scf.in").read_text() and res["scf_kgrid"] == [9, 9, 1]
+
+
+def test_denser_scf_grid_than_wannier_grid(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "check_kpoints", lambda: read_band_kpt(FIX / "blg_w90" / "blg_band.kpt")[0])
+    atoms = read(FIX / "blg_w90" / "scf.in", format="espresso-in")
+    atoms.pbc = (True, True, False)
+    atoms.arrays["layer"] = np.array([0, 0, 1, 1])
+    preset = get_preset("graphene")
+    preset.scf_k_spacing = 0.165
+    d = write_configuration(tmp_path / "blg_0000", atoms, {"kind": "bilayer"}, preset)
+    assert run_configuration(d, ReplayLauncher())["state"] == "done"
+    assert "18 18 1 0 0 0" in (d / "scf.in").read_text()
+    assert "mp_grid = 9 9 1" in (d / "wan.win").read_text()
+    assert len((d / "nscf.in").read_text().split("K_POINTS crystal")[1].split("\n")[1:]) >= 81
+    res = json.loads((d / "result.json").read_text())
+    assert res["kgrid"] == [9, 9, 1] and res["scf_kgrid"] == [18, 18, 1]
 
 
 def test_failure_recorded_and_retry_resumes(config_dir):

@@ -9,6 +9,7 @@ Subcommands::
     wander dft status runs/blg
     wander dft collect runs/blg --dataset datasets/blg
     wander dft summary datasets/blg
+    wander dft relabel runs/blg --dataset datasets/blg --scf-k-spacing 0.165
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("summary", help="markdown table of a dataset's statistics")
     p.add_argument("dataset")
+
+    p = sub.add_parser("relabel", help="re-run the SCF of a dataset's configurations on a denser k-grid and "
+                                        "replace energies, forces and stresses (Hamiltonians kept)")
+    p.add_argument("root", help="folder of the configuration directories")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--scf-k-spacing", type=float, required=True, help="1/Angstrom incl. 2 pi (0.165: 18x18 "
+                   "for the graphene primitive cell)")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many configurations")
 
     p = sub.add_parser("collect", help="append finished configurations to a dataset")
     p.add_argument("root")
@@ -186,6 +195,15 @@ def _collect(args) -> int:
     return 0
 
 
+def _relabel(args) -> int:
+    from wander.dft.relabel import relabel_dataset
+
+    counts = relabel_dataset(args.dataset, args.root, args.scf_k_spacing, limit=args.limit,
+                             log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 1 if counts["failed"] else 0
+
+
 def _summary(args) -> int:
     from wander.dft.dataset import summary_markdown
 
@@ -197,7 +215,7 @@ def _summary(args) -> int:
 
 def run(args) -> int:
     handlers = {"sample": _sample, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
-                "collect": _collect, "summary": _summary}
+                "collect": _collect, "summary": _summary, "relabel": _relabel}
     return handlers[args.dft_command](args)
 
 

@@ -218,7 +218,8 @@ def append_configuration(dataset: str | os.PathLike, config_dir: str | os.PathLi
         entry.update(split=split, natoms=len(atoms), fermi_energy=scf.fermi_energy,
                      energy=scf.energy, band_errors=gate["band_errors"],
                      max_spread=gate["max_spread"], max_centre_offset=gate["max_centre_offset"],
-                     kgrid=result["kgrid"], max_imag_dropped=blocks["max_imag"],
+                     kgrid=result["kgrid"], scf_kgrid=result.get("scf_kgrid", result["kgrid"]),
+                     max_imag_dropped=blocks["max_imag"],
                      frozen_window_rel_EF_eV=result.get("frozen_window_rel_EF_eV"))
         meta["settings"] = cfg["preset"]
         meta["code_versions"] = _versions(d)

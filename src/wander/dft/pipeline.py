@@ -138,9 +138,8 @@ def _load(d: Path) -> tuple[dict, Atoms, Preset]:
     atoms = read(d / "structure.extxyz", format="extxyz")
     preset = Preset.from_dict(cfg["preset"])
     preset.pw.pseudo_dir = resolve_pseudo_dir(preset.pw.pseudo_dir)
-    kg = kgrid_for_cell(atoms.cell[:], preset.k_spacing)
-    preset.pw.kgrid = kg
-    preset.wannier.kgrid = kg
+    preset.pw.kgrid = preset.scf_kgrid(atoms.cell[:])
+    preset.wannier.kgrid = kgrid_for_cell(atoms.cell[:], preset.k_spacing)
     return cfg, atoms, preset
 
 
@@ -315,7 +314,7 @@ def _step_gate(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> Non
                          band_window_eV=preset.band_window_eV, spread_max=preset.spread_max,
                          centre_max=preset.centre_max)
     result = {"fermi_energy_eV": scf.fermi_energy, "energy_eV": scf.energy,
-              "num_wann": hr.num_wann, "kgrid": list(preset.wannier.kgrid),
+              "num_wann": hr.num_wann, "kgrid": list(preset.wannier.kgrid), "scf_kgrid": list(preset.pw.kgrid),
               "nbnd_nscf": _nbnd(atoms, preset), "omega_total_A2": wout.omega_total,
               "max_imag_H_eV": float(np.abs(hr.H.imag).max()),
               "frozen_window_rel_EF_eV": _frozen_rel(d, scf.fermi_energy),

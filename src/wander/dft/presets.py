@@ -28,8 +28,11 @@ class Preset:
         name: preset name (``"graphene"``, ``"mos2"``).
         pw: plane-wave settings; ``pw.kgrid`` is replaced per cell by :func:`kgrid_for_cell`.
         wannier: Wannier90 settings; ``wannier.kgrid`` likewise.
-        k_spacing: target reciprocal-space spacing of SCF and Wannier grids (1/Angstrom,
-            including the 2 pi), giving 9x9 for the graphene primitive cell.
+        k_spacing: target reciprocal-space spacing of the NSCF / Wannier grid (1/Angstrom,
+            including the 2 pi), giving 9x9 for the graphene primitive cell; also of the SCF
+            grid unless ``scf_k_spacing`` is set.
+        scf_k_spacing: spacing of the SCF grid (energy, forces, stress, charge density) when it
+            must be denser than the Wannier grid; ``None`` = ``k_spacing``.
         band_tol_meV: gate on the max Wannier-vs-DFT error within ``band_window_eV`` of E_F.
         band_window_eV: half-width of the checked energy window.
         spread_max: gate on the largest Wannier spread (Angstrom^2).
@@ -47,6 +50,11 @@ class Preset:
     centre_max: float = 0.5
     check_bands_extra: int = 8
     pseudo_sources: dict[str, str] = field(default_factory=dict)
+    scf_k_spacing: float | None = None
+
+    def scf_kgrid(self, cell: np.ndarray) -> tuple[int, int, int]:
+        """SCF grid of ``cell`` (``scf_k_spacing``, else ``k_spacing``)."""
+        return kgrid_for_cell(cell, self.scf_k_spacing if self.scf_k_spacing is not None else self.k_spacing)
 
     def to_dict(self) -> dict:
         return {
@@ -61,6 +69,7 @@ class Preset:
             "centre_max": self.centre_max,
             "check_bands_extra": self.check_bands_extra,
             "pseudo_sources": dict(self.pseudo_sources),
+            "scf_k_spacing": self.scf_k_spacing,
         }
 
     @classmethod
@@ -87,7 +96,8 @@ class Preset:
                    band_tol_meV=d["band_tol_meV"], band_window_eV=d["band_window_eV"],
                    spread_max=d["spread_max"], centre_max=d["centre_max"],
                    check_bands_extra=d["check_bands_extra"],
-                   pseudo_sources=dict(d.get("pseudo_sources", {})))
+                   pseudo_sources=dict(d.get("pseudo_sources", {})),
+                   scf_k_spacing=d.get("scf_k_spacing"))
 
 
 def kgrid_for_cell(cell: np.ndarray, k_spacing: float) -> tuple[int, int, int]:
