@@ -23,3 +23,18 @@ def test_sample_and_status(tmp_path, capsys):
 def test_missing_root(tmp_path, capsys):
     assert main(["dft", "status", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_twist_config_writes_the_held_out_cell(tmp_path, capsys):
+    from ase.io import read
+
+    out = tmp_path / "tbg"
+    assert main(["dft", "twist-config", "--m", "1", "--n", "2", "--k-spacing", "0.24",
+                 "--scf-k-spacing", "0.165", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "28 atoms" in text and "21.79 deg" in text and "k-grid (5, 5, 1)" in text and "SCF (7, 7, 1)" in text
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["params"]["held_out"] and cfg["preset"]["k_spacing"] == 0.24
+    assert cfg["preset"]["scf_k_spacing"] == 0.165
+    atoms = read(out / "structure.extxyz")
+    assert len(atoms) == 28 and atoms.cell[2, 2] == 20.0 and sorted(set(atoms.arrays["layer"])) == [0, 1]

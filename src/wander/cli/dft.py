@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--c", type=float, default=20.0, help="cell length along z (Angstrom)")
     p.add_argument("--k-spacing", type=float, default=None,
                    help="override the preset's k spacing (1/Angstrom incl. 2 pi)")
+    p.add_argument("--scf-k-spacing", type=float, default=None,
+                   help="denser SCF grid for energies / forces / stress (1/Angstrom incl. 2 pi)")
     p.add_argument("--out", required=True, help="configuration directory to create")
 
     p = sub.add_parser("run", help="run (or resume) configuration directories")
@@ -110,11 +112,13 @@ def _twist_config(args) -> int:
     preset = get_preset(args.material)
     if args.k_spacing is not None:
         preset.k_spacing = args.k_spacing
+    if args.scf_k_spacing is not None:
+        preset.scf_k_spacing = args.scf_k_spacing
     params = {"kind": "twisted", "m": args.m, "n": args.n, "angle_deg": float(atoms.info["angle"]),
               "distance": args.distance, "material": args.material, "held_out": True}
     d = write_configuration(args.out, atoms, params, preset)
     print(f"{d}: {len(atoms)} atoms, twist {atoms.info['angle']:.2f} deg, "
-          f"k-grid {kgrid_for_cell(atoms.cell[:], preset.k_spacing)}")
+          f"k-grid {kgrid_for_cell(atoms.cell[:], preset.k_spacing)}, SCF {preset.scf_kgrid(atoms.cell[:])}")
     return 0
 
 
