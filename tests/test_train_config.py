@@ -106,3 +106,20 @@ def test_yaml_paths_resolved_relative_to_file_and_saved(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_shipped_example_configs_are_valid():
+    """Every training recipe in docs/examples parses with the strict validator, and the frozen
+    heads recipe builds on the force field of the two-step recipe."""
+    from pathlib import Path
+
+    from wander.train.config import load_config
+
+    examples = sorted((Path(__file__).parents[1] / "docs" / "examples").glob("*.yaml"))
+    assert {p.name for p in examples} >= {"blg.yaml", "blg_ff.yaml", "blg_heads.yaml"}
+    cfgs = {p.name: load_config(p) for p in examples}
+    heads, ff = cfgs["blg_heads.yaml"].to_dict(), cfgs["blg_ff.yaml"].to_dict()
+    assert heads["model"]["hamiltonian"]["descriptor_mode"] == "frozen"
+    assert heads["training"]["init_model"].endswith("runs/blg_ff/model.pt")
+    for key in ("descriptor", "fitting_net", "type_map"):
+        assert heads["model"][key] == ff["model"][key] == cfgs["blg.yaml"].to_dict()["model"][key], key
