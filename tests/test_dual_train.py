@@ -107,10 +107,15 @@ def test_cli_train_then_test_reports_hamiltonian_errors(tmp_path: Path, capsys) 
     capsys.readouterr()
     ckpt = tmp_path / "run" / "model.pt"
     assert main(["test", "--model", str(ckpt), str(DUAL_DIR), "--split", "valid", "--kgrid", "6",
-                 "--json", str(tmp_path / "e.json")]) == 0
+                 "--json", str(tmp_path / "e.json"), "--export", str(tmp_path / "shipped.pt")]) == 0
     printed = capsys.readouterr().out
-    assert "intra_near" in printed and "bands within" in printed
+    assert "intra_near" in printed and "bands within" in printed and "exported" in printed
     h = json.loads((tmp_path / "e.json").read_text())[str(DUAL_DIR)]["hamiltonian"]
+    # the exported model carries exactly these numbers and no optimizer state
+    shipped = load_checkpoint(tmp_path / "shipped.pt")
+    val = shipped["metadata"]["validation"]
+    assert "optimizer" not in shipped and val["split"] == "valid" and val["data"] == [DUAL_DIR.name]
+    assert val["errors"][str(DUAL_DIR)]["hamiltonian"]["band_rmse_meV"] == pytest.approx(h["band_rmse_meV"])
     assert h["frames"] == 1 and set(h["mae_meV"]) == {"onsite", "intra_near", "intra_long"}  # monolayer
 
     # recompute from the application's Hamiltonian path: full reference vs predicted TB, relative to E_F

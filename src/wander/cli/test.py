@@ -6,7 +6,9 @@ forces (eV/Angstrom) and virial per atom (eV/atom), per data path and overall. F
 Hamiltonian heads and data with reference Hamiltonians it adds the block MAE / RMSE per category
 (meV) and the band RMSE within ``--window`` eV of E_F on a ``--kgrid`` grid (meV), see
 :mod:`wander.train.hamiltonian_eval`. ``--split`` keeps the frames of one dataset split.
-``--json FILE`` also writes the numbers as JSON.
+``--json FILE`` also writes the numbers as JSON. ``--export FILE`` writes a copy of the model without
+optimizer state whose metadata holds these numbers (``metadata["validation"]``: data, split and
+error tables), the form in which models are shipped (:mod:`wander.pretrained`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="only frames of this split (info['split'], e.g. valid)")
     parser.add_argument("--kgrid", type=int, default=6, help="k-grid per periodic direction for band errors (6)")
     parser.add_argument("--window", type=float, default=1.0, help="band-error window around E_F, eV (1.0)")
+    parser.add_argument("--export", metavar="FILE",
+                        help="write the model without optimizer state, with these errors in its metadata")
 
 
 def _format(name: str, table: dict[str, dict[str, float]], n_frames: int) -> str:
@@ -96,4 +100,11 @@ def run(args: argparse.Namespace) -> int:
         with os.fdopen(fd, "w") as fh:
             json.dump(results, fh, indent=2)
         os.replace(tmp, args.json)
+    if args.export:
+        from wander.train.checkpoint import export_model
+
+        data = [os.path.basename(os.path.normpath(d)) for d in args.data]
+        export_model(args.model, args.export, metadata={"validation": {
+            "data": data, "split": args.split, "kgrid": args.kgrid, "window_eV": args.window, "errors": results}})
+        print(f"exported {args.export}")
     return 0
