@@ -187,7 +187,7 @@ def kpm_moments(
         else:
             r[support] = np.exp(2j * np.pi * rng.random((len(support), nb)))
         a0 = r
-        a1 = ht @ a0
+        a1 = np.ascontiguousarray(ht @ a0)
         m0 = float(np.vdot(a0, a0).real)
         m1 = float(np.vdot(a0, a1).real)
         acc = np.zeros(N)
@@ -198,15 +198,32 @@ def kpm_moments(
             # a_m -> a_{m+1}; doubling gives mu_2m and mu_2m+1
             if 2 * m < N:
                 acc[2 * m] = 2 * np.vdot(a1, a1).real - m0
-            a2 = 2 * (ht @ a1) - a0
+            _chebyshev_step(ht, a1, a0)                 # a0 <- 2 H a1 - a0, in place
             if 2 * m + 1 < N:
-                acc[2 * m + 1] = 2 * np.vdot(a2, a1).real - m1
-            a0, a1 = a1, a2
+                acc[2 * m + 1] = 2 * np.vdot(a0, a1).real - m1
+            a0, a1 = a1, a0
             bar.update(1)
         bar.update(1)
         mu += acc
     bar.close()
     return mu if exact else mu / n_vec  # E[r^H A r] = Tr(P A) for |r_i| = 1 on the set
+
+
+def _chebyshev_step(h: sp.csr_matrix, a1: np.ndarray, a0: np.ndarray) -> None:
+    """``a0 <- 2 h a1 - a0`` for C-ordered (n, nb) blocks, in place and without temporaries.
+
+    scipy's CSR kernel accumulates ``y += h x`` into a given output, so the block of ``a0`` (no longer
+    needed after the step) becomes the output: no allocation and one pass over the matrix per step,
+    about 1.8x faster per vector than ``2 * (h @ a1) - a0`` on 1e6 orbitals (bench/solvers.py).
+    """
+    from scipy.sparse import _sparsetools
+
+    if not (a0.flags.c_contiguous and a1.flags.c_contiguous) or not a0.dtype == a1.dtype == h.dtype:
+        raise ValueError("Chebyshev blocks must be C-ordered and of the matrix dtype")
+    a0 *= -0.5
+    n, nb = a1.shape
+    _sparsetools.csr_matvecs(n, n, nb, h.indptr, h.indices, h.data, a1.ravel(), a0.ravel())
+    a0 *= 2.0
 
 
 def kpm_density(mu: np.ndarray, bounds: tuple[float, float], energies: np.ndarray) -> np.ndarray:
