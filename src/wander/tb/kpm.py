@@ -222,7 +222,10 @@ def _chebyshev_step(h: sp.csr_matrix, a1: np.ndarray, a0: np.ndarray) -> None:
         raise ValueError("Chebyshev blocks must be C-ordered and of the matrix dtype")
     a0 *= -0.5
     n, nb = a1.shape
-    _sparsetools.csr_matvecs(n, n, nb, h.indptr, h.indices, h.data, a1.ravel(), a0.ravel())
+    if nb == 1:  # the single-vector kernel is faster than the block kernel with one column
+        _sparsetools.csr_matvec(n, n, h.indptr, h.indices, h.data, a1.ravel(), a0.ravel())
+    else:
+        _sparsetools.csr_matvecs(n, n, nb, h.indptr, h.indices, h.data, a1.ravel(), a0.ravel())
     a0 *= 2.0
 
 
