@@ -91,10 +91,14 @@ def test_run_end_to_end_tbg_21deg(tmp_path, checkpoint, capsys):
     assert s["maps"]["interlayer_distance_A"]["mean"] == pytest.approx(3.35, abs=0.05)
 
 
-def test_run_default_model_is_pretrained_and_missing_is_explained(tmp_path):
+def test_run_default_model_is_pretrained_and_missing_is_explained(tmp_path, monkeypatch):
+    import wander.pretrained as pretrained
+
     args = parse(cli_run, ["--material", "graphene", "--mn", "1", "2", "-o", str(tmp_path / "x")])
     assert args.model == "pretrained"
-    with pytest.raises(FileNotFoundError, match="pretrained model 'blg'.*not shipped.*blg.pt"):
+    # an installation without the model file (e.g. a trimmed wheel) says which file is missing
+    monkeypatch.setitem(pretrained.PRETRAINED, "blg", dict(pretrained.PRETRAINED["blg"], file="absent.pt"))
+    with pytest.raises(FileNotFoundError, match="pretrained model 'blg'.*not shipped.*absent.pt"):
         cli_run.run(args)
 
 
