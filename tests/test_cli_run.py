@@ -87,6 +87,7 @@ def test_run_end_to_end_tbg_21deg(tmp_path, checkpoint, capsys):
                    for k in bs.path.kpts])
     assert s["rigid"]["flat_bands"]["width_meV"] == pytest.approx(1e3 * np.ptp(e0[:, 12:16]), abs=1e-6)
     assert s["rigid"]["flat_bands"]["width_meV"] != pytest.approx(fb["width_meV"], abs=1e-9)
+    assert sum(s["rigid"]["registry_counts"].values()) == sum(s["maps"]["registry_counts"].values()) == 7  # top A atoms
     assert s["maps"]["registry_counts"]["AA"] >= 1
     assert s["maps"]["interlayer_distance_A"]["mean"] == pytest.approx(3.35, abs=0.05)
 

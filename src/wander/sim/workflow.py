@@ -146,6 +146,11 @@ def _flat_summary(fb: FlatBands) -> dict[str, Any]:
     }
 
 
+def _registry_counts(reg: Any) -> dict[str, int]:
+    """Sampled sites per local stacking (AA, AB, BA, SP) of a :func:`stacking_registry` map."""
+    return {k: int((reg.extra["label"] == k).sum()) for k in ("AA", "AB", "BA", "SP")}
+
+
 def _plot_rigid_vs_relaxed(bs_rigid, fb_rigid: FlatBands, bs, fb: FlatBands, summary: dict[str, Any]):
     """Rigid (grey) and relaxed (colour) bands on one axis, each relative to its own E_F."""
     import matplotlib.pyplot as plt
@@ -301,8 +306,9 @@ def run_workflow(
     save_figure(plot_map(dist, cmap="coolwarm"), str(out / "interlayer_distance.png"))
     reg = stacking_registry(relaxed)
     save_figure(plot_registry(reg), str(out / "registry.png"))
-    maps: dict[str, Any] = {"interlayer_distance_A": dist.summary(),
-                            "registry_counts": {k: int((reg.extra["label"] == k).sum()) for k in ("AA", "AB", "BA", "SP")}}
+    maps: dict[str, Any] = {"interlayer_distance_A": dist.summary(), "registry_counts": _registry_counts(reg)}
+    if "rigid" in summary:
+        summary["rigid"]["registry_counts"] = _registry_counts(stacking_registry(atoms))
     if relaxed is not atoms:
         disp = displacement_field(atoms, relaxed)
         save_figure(plot_displacement(disp, layer=relaxed.arrays["layer"], which=1), str(out / "displacement.png"))
