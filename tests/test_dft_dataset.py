@@ -89,6 +89,7 @@ def test_append_and_reload(tmp_path):
 
     table = summary_markdown(ds)
     assert "| configurations finished / failed | 2 / 1 |" in table
+    assert "| SCF grid of energy / force / stress labels | 9x9: 2 |" in table
 
     split = split_of("blg_0001")
     sysdir = ds / "deepmd" / split / "C4"

@@ -61,6 +61,9 @@ def test_relabel_replaces_labels_and_keeps_hamiltonians(tmp_path):
     assert entry["scf_kgrid"] == [18, 18, 1] and entry["relabel"]["previous_scf_kgrid"] == [9, 9, 1]
     assert entry["energy"] == pytest.approx(frames[0].get_potential_energy())
     assert meta["settings"]["scf_k_spacing"] == 0.165
+    from wander.dft.dataset import summary_markdown
+
+    assert "| SCF grid of energy / force / stress labels | 18x18: 2 |" in summary_markdown(ds)
     h_after = load_hamiltonians(ds)
     for k, v in h_before.items():
         np.testing.assert_array_equal(v, h_after[k])

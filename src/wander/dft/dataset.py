@@ -322,6 +322,12 @@ def summary_markdown(dataset: str | os.PathLike) -> str:
                      f"{st['max_spread_A2']['median']:.2f} / {st['max_spread_A2']['max']:.2f} A^2"))
         rows.append(("centre offset from host atom (worst)",
                      f"{st['max_centre_offset_A']['max']:.3f} A"))
+        grids: dict[str, int] = {}
+        for c in done:
+            g = c.get("scf_kgrid", c.get("kgrid"))
+            key = f"{g[0]}x{g[1]}" if g else "unknown"
+            grids[key] = grids.get(key, 0) + 1
+        rows.append(("SCF grid of energy / force / stress labels", ", ".join(f"{k}: {v}" for k, v in sorted(grids.items()))))
         secs = [c["seconds"] for c in done]
         rows.append(("wall time per configuration (median)", f"{np.median(secs):.0f} s"))
     if st.get("failure_reasons"):
