@@ -27,10 +27,10 @@ import numpy as np
 from ase.io import read
 
 from wander.dft.deepmd_npy import write_deepmd_splits
-from wander.dft.pipeline import PREFIX, Launcher, StepError
+from wander.dft.pipeline import Launcher, StepError, _step_scf
 from wander.dft.presets import Preset, kgrid_for_cell
 from wander.dft.pseudo import resolve_pseudo_dir
-from wander.dft.qe_input import atomic_write_text, write_pw_input
+from wander.dft.qe_input import atomic_write_text
 from wander.dft.qe_output import read_pw_output
 
 __all__ = ["relabel_dataset", "replace_frame_labels"]
@@ -57,16 +57,12 @@ def replace_frame_labels(dataset: Path, name: str, energy: float, forces: np.nda
 
 
 def _scf(d: Path, atoms, preset: Preset, launcher: Launcher) -> tuple[float, np.ndarray, np.ndarray, float]:
-    write_pw_input(d / "scf.in", atoms, preset.pw, "scf", prefix=PREFIX, outdir="./tmp")
+    """The pipeline's SCF step in ``d`` (same input, convergence and completeness checks), scratch removed."""
     try:
-        launcher.run([launcher.exe("pw.x"), "-nk", str(launcher.npool), "-in", "scf.in"], d, "scf.out")
+        _step_scf(d, atoms, preset, launcher)
     finally:
         shutil.rmtree(d / "tmp", ignore_errors=True)
     out = read_pw_output(d / "scf.out")
-    if not out.converged:
-        raise StepError("scf_not_converged", f"{d}: SCF not converged after {out.n_scf_iterations} iterations")
-    if out.forces is None or out.stress is None or out.energy is None:
-        raise StepError("scf_incomplete", f"{d}: scf.out lacks energy, forces or stress")
     return out.energy, out.forces, out.stress, out.fermi_energy
 
 
