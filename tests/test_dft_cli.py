@@ -38,3 +38,15 @@ def test_twist_config_writes_the_held_out_cell(tmp_path, capsys):
     assert cfg["preset"]["scf_k_spacing"] == 0.165
     atoms = read(out / "structure.extxyz")
     assert len(atoms) == 28 and atoms.cell[2, 2] == 20.0 and sorted(set(atoms.arrays["layer"])) == [0, 1]
+
+
+def test_scan_writes_the_registry_grid(tmp_path, capsys):
+    root = tmp_path / "scan"
+    assert main(["dft", "scan", "--material", "graphene", "--distances", "3.45", "3.25",
+                 "--scf-k-spacing", "0.165", "--root", str(root)]) == 0
+    assert "wrote 16 configurations" in capsys.readouterr().out
+    cfg = json.loads((root / "blgscan_0008" / "config.json").read_text())
+    assert cfg["params"]["distance"] == 3.25 and cfg["params"]["registry"] == "AA"
+    assert cfg["preset"]["scf_k_spacing"] == 0.165
+    info = json.loads((root / "sample.json").read_text())
+    assert info["command"] == "wander dft scan --material graphene --distances 3.45 3.25 --scf-k-spacing 0.165"

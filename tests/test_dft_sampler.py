@@ -88,3 +88,43 @@ def test_bad_input(kw):
 def test_bad_n():
     with pytest.raises(ValueError):
         sample_configurations("graphene", 0)
+
+
+def test_registry_scan_grid():
+    from wander.dft.sampler import SCAN_SHIFTS, registry_scan
+
+    confs = registry_scan("graphene", [3.45, 3.25])
+    assert len(confs) == 2 * len(SCAN_SHIFTS)
+    assert [c.name for c in confs] == [f"blgscan_{i:04d}" for i in range(len(confs))]
+    # distance is the outer loop, in the order given
+    assert [c.params["distance"] for c in confs[:len(SCAN_SHIFTS)]] == [3.45] * len(SCAN_SHIFTS)
+    regs = [c.params["registry"] for c in confs[:len(SCAN_SHIFTS)]]
+    assert regs.count("AA") == 1 and regs.count("AB") == 1 and regs.count("SP") == 1
+    for c in confs:
+        a = c.atoms
+        assert c.params["scan"] and c.params["rattle"] == 0 and len(a) == 4
+        assert np.allclose(a.cell[:2, :2], build_bilayer("graphene").cell[:2, :2])
+        z = a.positions[:, 2]
+        top = a.arrays["layer"] == 1
+        assert np.isclose(z[top].mean() - z[~top].mean(), c.params["distance"])
+        # the top layer is the bottom one shifted by the requested fraction of the primitive cell
+        shift = np.asarray(c.params["shift"]) @ a.cell[:2, :2]
+        bot = a.positions[~top, :2]
+        moved = (bot + shift)[:, None, :] - a.positions[top][None, :, :2]
+        frac = np.linalg.solve(a.cell[:2, :2].T, moved.reshape(-1, 2).T).T
+        assert np.isclose(np.abs(frac - np.round(frac)).max(axis=1).reshape(2, 2).min(axis=1), 0).all()
+    # (1/2, 1/2) is one of the three equivalent saddle points
+    assert confs[5].params["registry"] == "SP" and np.allclose(confs[5].params["shift"], [0.5, 0.5])
+
+
+def test_registry_scan_mos2_orientations_and_errors():
+    from wander.dft.sampler import SCAN_SHIFTS, registry_scan
+
+    confs = registry_scan("mos2", [3.0])
+    assert len(confs) == 2 * len(SCAN_SHIFTS)
+    assert {c.params["orientation"] for c in confs} == {"H", "R"}
+    assert all(c.name.startswith("mos2scan_") for c in confs)
+    with pytest.raises(ValueError, match="at least one distance"):
+        registry_scan("graphene", [])
+    with pytest.raises(ValueError, match="unknown material"):
+        registry_scan("hbn", [3.3])

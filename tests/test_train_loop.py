@@ -196,6 +196,18 @@ def test_cli_train_then_test(tmp_path: Path, capsys) -> None:
     assert math.isclose(errors["forces"]["rmse"], float(diff.pow(2).mean().sqrt()), rel_tol=1e-10)
     assert errors["forces"]["count"] == diff.numel()
 
+    # --stacking: the stacking physics of the same model, as wander.sim.stacking computes it
+    from wander.calculator import WanderCalculator
+    from wander.sim.stacking import stacking_report
+
+    assert main(["test", "--model", str(tmp_path / "run" / "model.pt"), str(VALID_XYZ), "--stacking", "graphene",
+                 "--json", str(tmp_path / "stack.json")]) == 0
+    assert "E(AA) - E(AB)" in capsys.readouterr().out
+    got = json.loads((tmp_path / "stack.json").read_text())["stacking"]
+    ref = stacking_report(WanderCalculator(model), "graphene")
+    assert got["model"]["gsfe_meV"]["AA"] == pytest.approx(ref.gsfe_meV["AA"], abs=1e-9)
+    assert got["model"]["d_min"] == ref.d_min and got["scan"] == []
+
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump({**data, "trainnig": {}}))
     assert main(["train", str(tmp_path / "typo.yaml"), "-o", str(tmp_path / "x")]) == 2
     assert "did you mean 'training'" in capsys.readouterr().err

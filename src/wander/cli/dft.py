@@ -3,6 +3,7 @@
 Subcommands::
 
     wander dft sample --material graphene -n 200 --seed 1 --root runs/blg
+    wander dft scan --material graphene --distances 3.45 3.25 3.65 --root runs/blgscan
     wander dft twist-config --m 1 --n 2 --k-spacing 0.24 --out runs/tbg_21.79
     wander dft run runs/blg/blg_0000 [...]
     wander dft run-set runs/blg --dataset datasets/blg [--limit N] [--max-atoms 12]
@@ -30,6 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", required=True, help="folder receiving one directory per configuration")
     p.add_argument("--preset", default=None, help="preset name (default: the material's)")
+
+    p = sub.add_parser("scan", help="write configuration directories of a registry scan "
+                                     "(unstrained shifts x interlayer distances)")
+    p.add_argument("--material", required=True, choices=["graphene", "mos2"])
+    p.add_argument("--distances", type=float, nargs="+", required=True,
+                   help="interlayer distances (Angstrom), run in this order")
+    p.add_argument("--root", required=True, help="folder receiving one directory per configuration")
+    p.add_argument("--scf-k-spacing", type=float, default=None,
+                   help="denser SCF grid for energies / forces / stress (1/Angstrom incl. 2 pi)")
 
     p = sub.add_parser("twist-config", help="write one configuration directory of a commensurate "
                                              "twisted bilayer (held-out validation)")
@@ -95,6 +105,29 @@ def _sample(args) -> int:
         write_configuration(root / c.name, c.atoms, c.params, preset)
     info = {"material": args.material, "n": args.n, "seed": args.seed, "preset": preset.name,
             "command": f"wander dft sample --material {args.material} -n {args.n} --seed {args.seed}"}
+    (root / "sample.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"wrote {len(confs)} configurations under {root}")
+    return 0
+
+
+def _scan(args) -> int:
+    from wander.dft.pipeline import write_configuration
+    from wander.dft.presets import get_preset
+    from wander.dft.sampler import registry_scan
+
+    preset = get_preset(args.material)
+    if args.scf_k_spacing is not None:
+        preset.scf_k_spacing = args.scf_k_spacing
+    root = Path(args.root)
+    confs = registry_scan(args.material, args.distances)
+    for c in confs:
+        write_configuration(root / c.name, c.atoms, c.params, preset)
+    dists = " ".join(f"{d:g}" for d in args.distances)
+    cmd = f"wander dft scan --material {args.material} --distances {dists}"
+    if args.scf_k_spacing is not None:
+        cmd += f" --scf-k-spacing {args.scf_k_spacing:g}"
+    info = {"material": args.material, "distances": list(args.distances), "preset": preset.name,
+            "scf_k_spacing": preset.scf_k_spacing, "command": cmd}
     (root / "sample.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"wrote {len(confs)} configurations under {root}")
     return 0
@@ -218,7 +251,7 @@ def _summary(args) -> int:
 
 
 def run(args) -> int:
-    handlers = {"sample": _sample, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
+    handlers = {"sample": _sample, "scan": _scan, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
                 "collect": _collect, "summary": _summary, "relabel": _relabel}
     return handlers[args.dft_command](args)
 

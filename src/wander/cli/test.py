@@ -8,12 +8,17 @@ Hamiltonian heads and data with reference Hamiltonians it adds the block MAE / R
 :mod:`wander.train.hamiltonian_eval`. ``--split`` keeps the frames of one dataset split.
 ``--json FILE`` also writes the numbers as JSON. ``--export FILE`` writes a copy of the model without
 optimizer state whose metadata holds these numbers (``metadata["validation"]``: data, split and
-error tables), the form in which models are shipped (:mod:`wander.pretrained`).
+error tables), the form in which models are shipped (:mod:`wander.pretrained`). ``--stacking
+MATERIAL`` adds the stacking physics of the force field (:mod:`wander.sim.stacking`: AA / SP against AB,
+the AB binding minimum, the monolayer lattice constant) and, for dataset folders holding registry-scan
+configurations (``wander dft scan``), model against DFT on every scan frame.
 """
 
 from __future__ import annotations
 
 import argparse
+
+import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="only frames of this split (info['split'], e.g. valid)")
     parser.add_argument("--kgrid", type=int, default=6, help="k-grid per periodic direction for band errors (6)")
     parser.add_argument("--window", type=float, default=1.0, help="band-error window around E_F, eV (1.0)")
+    parser.add_argument("--stacking", metavar="MATERIAL", choices=["graphene"],
+                        help="also report the stacking energies, binding minimum and lattice constant")
     parser.add_argument("--export", metavar="FILE",
                         help="write the model without optimizer state, with these errors in its metadata")
 
@@ -50,12 +57,43 @@ def _format_hamiltonian(h: dict) -> str:
     return "\n".join(rows)
 
 
+def _stacking(model, material: str, data: list[str]) -> dict:
+    from pathlib import Path
+
+    from ase.io import read
+
+    from wander.calculator import WanderCalculator
+    from wander.sim.stacking import scan_comparison, stacking_report
+
+    calc = WanderCalculator(model)
+    rep = stacking_report(calc, material)
+    print(f"stacking ({material}, model)\n" + "\n".join("  " + r for r in rep.table().splitlines()))
+    out = {"material": material, "model": rep.as_dict(), "scan": []}
+    for d in data:
+        meta = Path(d) / "metadata.json"
+        if not meta.is_file():
+            continue
+        import json
+
+        confs = json.loads(meta.read_text())["configurations"]
+        rows = scan_comparison(calc, read(Path(d) / "frames.extxyz", index=":"), confs)
+        out["scan"] += rows
+        if rows:
+            print(f"registry scan of {d}: E - E(AB) per cell (meV), in-plane top-layer force (meV/A)")
+            print("    d (A)   shift (f1, f2)     DFT E   model E   DFT F  model F")
+            for r in rows:
+                print(f"    {r['distance']:5.2f}   ({r['shift'][0]:.3f}, {r['shift'][1]:.3f})  {r['dft_meV']:8.2f}  "
+                      f"{r['model_meV']:8.2f}  {r['dft_layer_force_meV_A']:6.2f}  {r['model_layer_force_meV_A']:6.2f}")
+            err = np.array([r["model_meV"] - r["dft_meV"] for r in rows])
+            print(f"    RMSE of E - E(AB): {np.sqrt(np.mean(err ** 2)):.2f} meV / cell over {len(rows)} frames")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
     import tempfile
 
-    import numpy as np
 
     from wander.train.checkpoint import load_checkpoint, load_dual_model, load_model
     from wander.train.config import parse_config
@@ -94,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         )
         results["all"] = error_table(merged)
         print(_format("all", results["all"], int(merged.n_atoms.shape[0])))
+    if args.stacking:
+        results["stacking"] = _stacking(model, args.stacking, args.data)
     if args.json:
         folder = os.path.dirname(os.path.abspath(args.json))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wander-test.", suffix=".tmp")

@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 
 __all__ = ["LayerSpec", "LAYERS", "Configuration", "build_bilayer", "sample_configurations",
-           "NAMED_SHIFTS"]
+           "NAMED_SHIFTS", "SCAN_SHIFTS", "registry_scan"]
 
 
 @dataclass(frozen=True)
@@ -272,4 +272,59 @@ def sample_configurations(
             raise RuntimeError(f"configuration {idx} has atoms {dmin:.2f} A apart")
         p = dict(p, material=material, seed=seed, index=idx, min_distance=dmin)
         out.append(Configuration(f"{prefix}_{idx:04d}", atoms, p))
+    return out
+
+
+#: fractional top-layer shifts of the default registry scan: the AA -> AB -> SP diagonal
+#: (s, s) at s = 0, 1/6, 1/4, 1/3, 5/12, 1/2 (edges AA-AB and AB-SP of the irreducible
+#: registry triangle AA (0, 0) - AB (1/3, 1/3) - SP (1/2, 0) of a parallel (R) bilayer), the
+#: midpoint of its third edge AA-SP and its centroid
+SCAN_SHIFTS: tuple[tuple[float, float], ...] = (
+    (0.0, 0.0), (1 / 6, 1 / 6), (1 / 4, 1 / 4), (1 / 3, 1 / 3), (5 / 12, 5 / 12), (0.5, 0.5),
+    (0.25, 0.0), (5 / 18, 1 / 9))
+
+
+def registry_scan(
+    material: str,
+    distances: tuple[float, ...] | list[float],
+    *,
+    shifts: tuple[tuple[float, float], ...] | list | None = None,
+    prefix: str | None = None,
+) -> list[Configuration]:
+    """Unstrained, unrattled bilayers on a grid of registries x interlayer distances.
+
+    These frames pin down what relaxation of a twisted bilayer feeds on: the stacking
+    energy landscape (AA above SP above AB), its in-plane gradient (the layer forces
+    between the high-symmetry points) and the binding curve at each registry.
+
+    Args:
+        material: key of :data:`LAYERS`.
+        distances: interlayer distances (see :class:`LayerSpec`), outer loop, in this order,
+            so the first distance is complete before the next starts.
+        shifts: fractional top-layer shifts (default :data:`SCAN_SHIFTS`); every orientation
+            of the material is scanned.
+        prefix: name prefix (default ``"blgscan"`` / ``"mos2scan"``).
+    """
+    if material not in LAYERS:
+        raise ValueError(f"unknown material {material!r}; known: {sorted(LAYERS)}")
+    if len(distances) == 0:
+        raise ValueError("registry scan needs at least one distance")
+    spec = LAYERS[material]
+    shifts = SCAN_SHIFTS if shifts is None else tuple(tuple(map(float, s)) for s in shifts)
+    if any(len(s) != 2 for s in shifts):
+        raise ValueError("each shift must be a pair (f1, f2)")
+    prefix = prefix or {"graphene": "blgscan", "mos2": "mos2scan"}.get(material, f"{material}scan")
+    named = {tuple(np.round(v, 6)): k for k, v in NAMED_SHIFTS.items()}
+    named.update({(0.0, 0.5): "SP", (0.5, 0.5): "SP"})  # the three equivalent saddle points
+    out: list[Configuration] = []
+    for dist in distances:
+        for orient in spec.orientations:
+            for s in shifts:
+                atoms = build_bilayer(material, shift=s, distance=float(dist), orientation=orient)
+                reg = named.get(tuple(np.round(np.mod(s, 1.0), 6))) if orient == "R" else None
+                p = dict(kind="bilayer", registry=reg, orientation=orient, shift=list(s),
+                         distance=float(dist), strain=[[0, 0], [0, 0]], supercell="1x1",
+                         rattle=0.0, twist_deg=0.0, material=material, scan=True,
+                         index=len(out), min_distance=_min_distance(atoms))
+                out.append(Configuration(f"{prefix}_{len(out):04d}", atoms, p))
     return out
