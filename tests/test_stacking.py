@@ -76,3 +76,25 @@ def test_scan_comparison_against_labelled_frames():
     assert [r for r in bad if np.allclose(r["shift"], 0) and r["distance"] == 3.3][0]["model_meV"] < 0
     # frames without scan parameters are ignored
     assert scan_comparison(ref, frames, {}) == []
+
+
+def test_gsfe_path_and_plot(tmp_path):
+    from wander.sim.stacking import gsfe_path, plot_stacking
+
+    ref = BilayerPairPotential()
+    s, e = gsfe_path(ref, "graphene", 3.4, npoints=7)
+    assert s[0] == 0 and s[-1] == 0.5
+    rep = stacking_report(ref, distance=3.4, distances=[3.4])
+    assert e[0] == pytest.approx(rep.gsfe_meV["AA"]) and e[-1] == pytest.approx(rep.gsfe_meV["SP"])
+    assert e.argmin() == 4 and e[4] == pytest.approx(0.0, abs=1e-9)  # s = 4/12 is AB
+    confs = registry_scan("graphene", [3.4])
+    frames, meta = [], {}
+    for c in confs:
+        a = c.atoms.copy()
+        a.calc = ref
+        a.get_forces()
+        a.info["config"] = c.name
+        meta[c.name] = {"params": c.params}
+        frames.append(a)
+    plot_stacking(ref, "graphene", scan_comparison(ref, frames, meta), tmp_path / "gsfe.png")
+    assert (tmp_path / "gsfe.png").stat().st_size > 10_000

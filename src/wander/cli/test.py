@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=1.0, help="band-error window around E_F, eV (1.0)")
     parser.add_argument("--stacking", metavar="MATERIAL", choices=["graphene"],
                         help="also report the stacking energies, binding minimum and lattice constant")
+    parser.add_argument("--stacking-plot", metavar="PNG",
+                        help="with --stacking: plot the model's stacking energy path against the DFT scan frames")
     parser.add_argument("--export", metavar="FILE",
                         help="write the model without optimizer state, with these errors in its metadata")
 
@@ -57,7 +59,7 @@ def _format_hamiltonian(h: dict) -> str:
     return "\n".join(rows)
 
 
-def _stacking(model, material: str, data: list[str]) -> dict:
+def _stacking(model, material: str, data: list[str], plot: str | None) -> dict:
     from pathlib import Path
 
     from ase.io import read
@@ -86,6 +88,11 @@ def _stacking(model, material: str, data: list[str]) -> dict:
                       f"{r['model_meV']:8.2f}  {r['dft_layer_force_meV_A']:6.2f}  {r['model_layer_force_meV_A']:6.2f}")
             err = np.array([r["model_meV"] - r["dft_meV"] for r in rows])
             print(f"    RMSE of E - E(AB): {np.sqrt(np.mean(err ** 2)):.2f} meV / cell over {len(rows)} frames")
+    if plot:
+        from wander.sim.stacking import plot_stacking
+
+        plot_stacking(calc, material, out["scan"], plot)
+        print(f"wrote {plot}")
     return out
 
 
@@ -103,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
+    if args.stacking_plot and not args.stacking:
+        raise ValueError("--stacking-plot needs --stacking MATERIAL")
     if args.kgrid < 1 or not args.window > 0:
         raise ValueError("--kgrid must be >= 1 and --window > 0")
     hcfg = parse_config(load_checkpoint(args.model)["config"]).model.hamiltonian
@@ -133,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         results["all"] = error_table(merged)
         print(_format("all", results["all"], int(merged.n_atoms.shape[0])))
     if args.stacking:
-        results["stacking"] = _stacking(model, args.stacking, args.data)
+        results["stacking"] = _stacking(model, args.stacking, args.data, args.stacking_plot)
     if args.json:
         folder = os.path.dirname(os.path.abspath(args.json))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wander-test.", suffix=".tmp")

@@ -19,7 +19,8 @@ from ase.calculators.calculator import Calculator
 
 from wander.dft.sampler import LAYERS, NAMED_SHIFTS, build_bilayer
 
-__all__ = ["StackingReport", "stacking_report", "scan_comparison", "monolayer_lattice_constant"]
+__all__ = ["StackingReport", "stacking_report", "scan_comparison", "monolayer_lattice_constant", "gsfe_path",
+           "plot_stacking"]
 
 
 @dataclass
@@ -159,3 +160,38 @@ def scan_comparison(calc: Calculator, frames: list[Atoms], configurations: dict[
                          "dft_layer_force_meV_A": 1e3 * float(np.linalg.norm(f_dft[top, :2].mean(axis=0))),
                          "model_layer_force_meV_A": 1e3 * float(np.linalg.norm(f_mod[top, :2].mean(axis=0)))})
     return rows
+
+
+def gsfe_path(calc: Calculator, material: str, distance: float, npoints: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Model energy (meV per cell, relative to AB) along the diagonal shift (s, s), s in [0, 1/2]."""
+    s = np.linspace(0.0, 0.5, npoints)
+    e = np.array([_energy(calc, _scaled(material, None, shift=(x, x), distance=distance)) for x in s])
+    e_ab = _energy(calc, _scaled(material, None, shift=NAMED_SHIFTS["AB"], distance=distance))
+    return s, 1e3 * (e - e_ab)
+
+
+def plot_stacking(calc: Calculator, material: str, rows: list[dict], path, distances=None) -> None:
+    """GSFE along AA (s = 0) -> AB (1/3) -> SP (1/2): model curves and DFT scan points per distance."""
+    import matplotlib.pyplot as plt
+
+    ds = sorted({r["distance"] for r in rows}) if distances is None else list(distances)
+    if not ds:
+        ds = [3.5]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k, d in enumerate(ds):
+        colour = f"C{k}"
+        s, e = gsfe_path(calc, material, d)
+        ax.plot(s, e, color=colour, label=f"model, d = {d:.2f} A")
+        pts = [r for r in rows if r["distance"] == d and np.isclose(r["shift"][0], r["shift"][1])]
+        if pts:
+            ax.plot([r["shift"][0] for r in pts], [r["dft_meV"] for r in pts], "o", color=colour,
+                    label=f"DFT, d = {d:.2f} A")
+    for x, name in ((0, "AA"), (1 / 3, "AB"), (0.5, "SP")):
+        ax.axvline(x, color="0.8", lw=0.8, zorder=0)
+        ax.text(x, 1.0, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom")
+    ax.set_xlabel("top-layer shift (s, s), fractions of the primitive cell")
+    ax.set_ylabel("E - E(AB) (meV per 4-atom cell)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
