@@ -105,6 +105,23 @@ def _extended_system(atoms, rcut: float, sel: int):
     return ext_pos, mapping, nlist
 
 
+def dp_lower_call(model, ext_pos, mapping, nlist):
+    """``call() -> (result, forces)``: DeePMD-kit's ``forward_lower`` on a prepared extended system,
+    its extended forces folded back onto the local atoms (what LAMMPS does)."""
+    import torch
+
+    n = nlist.shape[0]
+    ext = torch.tensor(ext_pos.reshape(1, -1), dtype=torch.float64)
+    ext_type = torch.zeros((1, len(ext_pos)), dtype=torch.long)
+    nl_t, map_t = torch.tensor(nlist[None]), torch.tensor(mapping[None])
+
+    def call():
+        ret = model.forward_lower(ext, ext_type, nl_t, map_t)
+        return ret, torch.zeros(n, 3, dtype=torch.float64).index_add_(0, map_t[0], ret["extended_force"][0])
+
+    return call
+
+
 def deepmd_worker(n_atoms: int, repeats: int = 1, own_nlist: bool = True) -> dict:
     import numpy as np
     import torch
@@ -132,16 +149,12 @@ def deepmd_worker(n_atoms: int, repeats: int = 1, own_nlist: bool = True) -> dic
     r: dict = {}
     with measure(r, "nlist"):
         ext_pos, mapping, nlist = _extended_system(atoms, HYPER["rcut"], SEL)
-    ext = torch.tensor(ext_pos.reshape(1, -1), dtype=torch.float64)
-    ext_type = torch.zeros((1, len(ext_pos)), dtype=torch.long)
-    nl_t = torch.tensor(nlist[None])
-    map_t = torch.tensor(mapping[None])
+    lower = dp_lower_call(model, ext_pos, mapping, nlist)
     runs = []
     for _ in range(repeats):
         rr: dict = {}
         with measure(rr, "lower"):
-            ret = model.forward_lower(ext, ext_type, nl_t, map_t)
-            f = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, map_t[0], ret["extended_force"][0])
+            ret, f = lower()
         runs.append(rr)
     out["nlist"] = r["nlist"]
     out["lower"] = min(runs, key=lambda r: r["lower"]["cpu_s"])["lower"]

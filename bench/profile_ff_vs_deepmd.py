@@ -50,24 +50,10 @@ def wander_profile(n_atoms: int, repeats: int) -> dict:
 
 
 def deepmd_profile(n_atoms: int, repeats: int) -> dict:
-    import numpy as np
-    import torch
+    from ff import HYPER, SEL, _dp_model, _extended_system, dp_lower_call
 
-    from ff import HYPER, SEL, _dp_model, _extended_system
-
-    atoms = ab_bilayer(n_atoms)
-    n = len(atoms)
-    model = _dp_model()
-    ext_pos, mapping, nlist = _extended_system(atoms, HYPER["rcut"], SEL)
-    ext = torch.tensor(ext_pos.reshape(1, -1), dtype=torch.float64)
-    ext_type = torch.zeros((1, len(ext_pos)), dtype=torch.long)
-    nl_t, map_t = torch.tensor(nlist[None]), torch.tensor(mapping[None])
-
-    def call():
-        ret = model.forward_lower(ext, ext_type, nl_t, map_t)
-        torch.zeros(n, 3, dtype=torch.float64).index_add_(0, map_t[0], ret["extended_force"][0])
-
-    out = _table(call, repeats)
+    ext_pos, mapping, nlist = _extended_system(ab_bilayer(n_atoms), HYPER["rcut"], SEL)
+    out = _table(dp_lower_call(_dp_model(), ext_pos, mapping, nlist), repeats)
     out["padded_slots"] = int(nlist.size)
     out["real_neighbours"] = int((nlist >= 0).sum())
     return out

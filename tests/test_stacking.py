@@ -49,19 +49,24 @@ def test_ordering_flag_catches_a_wrong_landscape():
     assert "NO" in rep.table()
 
 
-def test_scan_comparison_against_labelled_frames():
-    ref = BilayerPairPotential()
-    confs = registry_scan("graphene", [3.3, 3.6])
+def _labelled_scan(calc, distances):
+    """Registry-scan frames labelled by ``calc``, with their metadata, as a dataset would hold them."""
     frames, meta = [], {}
-    for c in confs:
+    for c in registry_scan("graphene", distances):
         a = c.atoms.copy()
-        a.calc = ref
+        a.calc = calc
         a.get_forces()
         a.info["config"] = c.name
         meta[c.name] = {"params": c.params}
         frames.append(a)
+    return frames, meta
+
+
+def test_scan_comparison_against_labelled_frames():
+    ref = BilayerPairPotential()
+    frames, meta = _labelled_scan(ref, [3.3, 3.6])
     rows = scan_comparison(ref, frames, meta)
-    assert len(rows) == len(confs)
+    assert len(rows) == len(frames)
     for r in rows:
         assert r["model_meV"] == pytest.approx(r["dft_meV"], abs=1e-9)
         assert r["model_layer_force_meV_A"] == pytest.approx(r["dft_layer_force_meV_A"], abs=1e-9)
@@ -87,14 +92,6 @@ def test_gsfe_path_and_plot(tmp_path):
     rep = stacking_report(ref, distance=3.4, distances=[3.4])
     assert e[0] == pytest.approx(rep.gsfe_meV["AA"]) and e[-1] == pytest.approx(rep.gsfe_meV["SP"])
     assert e.argmin() == 4 and e[4] == pytest.approx(0.0, abs=1e-9)  # s = 4/12 is AB
-    confs = registry_scan("graphene", [3.4])
-    frames, meta = [], {}
-    for c in confs:
-        a = c.atoms.copy()
-        a.calc = ref
-        a.get_forces()
-        a.info["config"] = c.name
-        meta[c.name] = {"params": c.params}
-        frames.append(a)
+    frames, meta = _labelled_scan(ref, [3.4])
     plot_stacking(ref, "graphene", scan_comparison(ref, frames, meta), tmp_path / "gsfe.png")
     assert (tmp_path / "gsfe.png").stat().st_size > 10_000

@@ -165,8 +165,8 @@ def scan_comparison(calc: Calculator, frames: list[Atoms], configurations: dict[
 def gsfe_path(calc: Calculator, material: str, distance: float, npoints: int = 25) -> tuple[np.ndarray, np.ndarray]:
     """Model energy (meV per cell, relative to AB) along the diagonal shift (s, s), s in [0, 1/2]."""
     s = np.linspace(0.0, 0.5, npoints)
-    e = np.array([_energy(calc, _scaled(material, None, shift=(x, x), distance=distance)) for x in s])
-    e_ab = _energy(calc, _scaled(material, None, shift=NAMED_SHIFTS["AB"], distance=distance))
+    e = np.array([_energy(calc, build_bilayer(material, shift=(x, x), distance=distance)) for x in s])
+    e_ab = _energy(calc, build_bilayer(material, shift=NAMED_SHIFTS["AB"], distance=distance))
     return s, 1e3 * (e - e_ab)
 
 
