@@ -22,6 +22,7 @@ from wander.data.graph import AtomGraph
 from wander.nn.descriptor import DescrptSeA, neighbor_counts
 from wander.nn.env_mat import EnvStatAccumulator, environment_rows
 from wander.nn.fitting import EnergyFitting, energy_bias_from_data
+from wander.nn.interlayer import KolmogorovCrespi
 
 __all__ = ["ForceField", "PRECISIONS"]
 
@@ -40,17 +41,24 @@ class ForceField(nn.Module):
         The se_e2_a descriptor (``ntypes == len(type_map)``).
     fitting
         Per-type energy fitting nets on ``descriptor.dim_out`` inputs.
+    interlayer
+        Optional registry-dependent interlayer term (:mod:`wander.nn.interlayer`) added to the atomic
+        energies; it works on the same neighbour list and must end at ``descriptor.rcut``.
     """
 
-    def __init__(self, type_map: Sequence[str], descriptor: DescrptSeA, fitting: EnergyFitting) -> None:
+    def __init__(self, type_map: Sequence[str], descriptor: DescrptSeA, fitting: EnergyFitting,
+                 interlayer: KolmogorovCrespi | None = None) -> None:
         super().__init__()
         if len(set(type_map)) != len(type_map):
             raise ValueError(f"type_map has duplicates: {list(type_map)}")
         if descriptor.ntypes != len(type_map) or fitting.ntypes != len(type_map):
             raise ValueError("descriptor, fitting and type_map disagree on the number of types")
         self.type_map = list(type_map)
+        if interlayer is not None and interlayer.r_off > descriptor.rcut + 1e-12:
+            raise ValueError(f"interlayer.r_off ({interlayer.r_off}) exceeds the descriptor rcut ({descriptor.rcut})")
         self.descriptor = descriptor
         self.fitting = fitting
+        self.interlayer = interlayer
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -73,7 +81,15 @@ class ForceField(nn.Module):
             resnet_dt=f.get("resnet_dt", True), activation_function=f.get("activation_function", "tanh"),
             seed=f.get("seed"), dtype=dtype,
         )
-        return cls(model["type_map"], descriptor, fitting)
+        interlayer = None
+        il = model.get("interlayer")
+        if il is not None:
+            interlayer = KolmogorovCrespi(
+                r_on=il.get("r_on", 5.0), r_off=descriptor.rcut, normal_on=il.get("normal_on", 1.7),
+                normal_off=il.get("normal_off", 2.1), h_on=il.get("h_on", 1.0), h_off=il.get("h_off", 2.0),
+                params=il.get("params"), dtype=dtype,
+            )
+        return cls(model["type_map"], descriptor, fitting, interlayer)
 
     @property
     def rcut(self) -> float:
@@ -123,6 +139,8 @@ class ForceField(nn.Module):
             edge_vec = graph.edge_vectors(pos_s, cell_s)
             desc = self.descriptor(edge_vec, graph.edge_index, graph.species)
             atom_energy = self.fitting(desc, graph.species)
+            if self.interlayer is not None:
+                atom_energy = atom_energy + self.interlayer(edge_vec, graph.edge_index, pos.shape[0])
             energy = torch.zeros(graph.num_frames, dtype=dtype, device=pos.device).index_add(
                 0, graph.batch, atom_energy
             )
@@ -172,10 +190,14 @@ class ForceField(nn.Module):
             if nc.numel():
                 max_nei = torch.maximum(max_nei, nc.max(0).values)
             if "energy" in g.labels:
+                # the fitting nets learn what the interlayer term leaves: subtract it from the bias data
+                e_fixed = torch.zeros(g.num_frames, dtype=self.dtype)
+                if self.interlayer is not None:
+                    e_fixed = e_fixed.index_add(0, g.batch, self.interlayer(vec, g.edge_index, g.positions.shape[0]))
                 for f in range(g.num_frames):
                     if bool(g.label_mask["energy"][f]):
                         counts.append(torch.bincount(g.species[g.batch == f], minlength=ntypes).numpy())
-                        energies.append(float(g.labels["energy"][f]))
+                        energies.append(float(g.labels["energy"][f]) - float(e_fixed[f]))
         davg, dstd = acc.compute()
         self.descriptor.set_stats(davg.to(self.dtype), dstd.to(self.dtype))
         if energies:

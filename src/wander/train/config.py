@@ -24,6 +24,7 @@ __all__ = [
     "DescriptorConfig",
     "FittingConfig",
     "HamiltonianModelConfig",
+    "InterlayerConfig",
     "HamiltonianLossConfig",
     "ModelConfig",
     "LearningRateConfig",
@@ -139,6 +140,41 @@ class HamiltonianModelConfig:
 
 
 @dataclass(frozen=True)
+class InterlayerConfig:
+    """``model.interlayer``: the registry-dependent interlayer term (:mod:`wander.nn.interlayer`).
+
+    ``fit_configs``: glob on the training frames' ``info["config"]`` names selecting the frames the
+    term is fitted to before training (the DFT registry scan, ``blgscan_*``); its energy offsets are
+    per interlayer distance, so the fit sees only the registry dependence. ``force_weight``: weight of
+    the in-plane forces in that fit (0: energies only). ``r_on``: start of the taper that ends at
+    ``descriptor.rcut``. ``params``: starting values (default: Kolmogorov-Crespi graphite).
+    """
+
+    type: str = "kolmogorov_crespi"
+    fit_configs: str | None = "blgscan_*"
+    force_weight: float = 0.0
+    fit_steps: int = 1500
+    r_on: float = 5.0
+    normal_on: float = 1.7
+    normal_off: float = 2.1
+    h_on: float = 1.0
+    h_off: float = 2.0
+    params: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.type == "kolmogorov_crespi", "type", f"only 'kolmogorov_crespi' is supported, got {self.type!r}")
+        _check(self.force_weight >= 0, "force_weight", "must be >= 0")
+        _check(self.fit_steps >= 1, "fit_steps", "must be >= 1")
+        _check(0 < self.normal_on < self.normal_off, "normal_on", "must satisfy 0 < normal_on < normal_off")
+        _check(0 <= self.h_on < self.h_off, "h_on", "must satisfy 0 <= h_on < h_off")
+        if self.params is not None:
+            from wander.nn.interlayer import KC_GRAPHITE
+
+            unknown = sorted(set(self.params) - set(KC_GRAPHITE))
+            _check(not unknown, "params", f"unknown parameters {unknown}; known: {sorted(KC_GRAPHITE)}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """``model``."""
 
@@ -146,6 +182,7 @@ class ModelConfig:
     descriptor: DescriptorConfig
     fitting_net: FittingConfig = field(default_factory=FittingConfig)
     hamiltonian: HamiltonianModelConfig | None = None
+    interlayer: InterlayerConfig | None = None
     data_stat_nbatch: int = 10
 
     def __post_init__(self) -> None:
@@ -154,6 +191,10 @@ class ModelConfig:
         _check(len(self.descriptor.sel) == len(self.type_map), "descriptor.sel",
                f"needs one entry per type in type_map ({len(self.type_map)})")
         _check(self.data_stat_nbatch >= 1, "data_stat_nbatch", "must be >= 1")
+        if self.interlayer is not None:
+            _check(0 < self.interlayer.r_on < self.descriptor.rcut, "interlayer.r_on",
+                   f"must lie in (0, descriptor.rcut = {self.descriptor.rcut}): the term uses the "
+                   "force field's neighbour list and ends at rcut")
         h = self.hamiltonian
         if h is not None:
             missing = [el for el in self.type_map if el not in h.orbitals]

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from wander.data.graph import AtomGraph
@@ -298,12 +299,16 @@ def train(
         n_stat = min(len(train_graphs), cfg.model.data_stat_nbatch * tcfg.batch_size)
         pick = torch.randperm(len(train_graphs), generator=stat_gen)[:n_stat].tolist()
         ff = model.forcefield if hcfg is not None else model
+        if ff.interlayer is not None:
+            metadata_il = _fit_interlayer(ff, train_set, cfg.model.interlayer)
         stats = ff.compute_statistics([train_graphs[k] for k in pick])
         if not stats["sel_ok"]:
             log.warning("sel %s is smaller than the largest neighbour counts %s in the data; the model "
                         "stays smooth but differs from DeePMD-kit's truncated lists",
                         list(cfg.model.descriptor.sel), stats["max_neighbors"])
         metadata = {"statistics": {"frames": n_stat, "max_neighbors": stats["max_neighbors"]}}
+        if ff.interlayer is not None:
+            metadata["statistics"]["interlayer_fit"] = metadata_il
         save_config(cfg, out / "config.yaml")
 
     extra: list[str] = []
@@ -374,3 +379,28 @@ def train(
         if writer is not None:
             writer.close()
     return model.eval()
+
+
+def _fit_interlayer(ff, train_set, icfg) -> dict[str, Any]:
+    """Fit the interlayer term to the training frames named by ``icfg.fit_configs`` (one energy
+    offset per interlayer distance); returns the fit report for the checkpoint metadata."""
+    import fnmatch
+
+    from wander.nn.interlayer import fit_interlayer
+
+    if icfg.fit_configs is None:
+        log.info("interlayer term: not fitted (fit_configs is null), parameters %s", ff.interlayer.parameter_dict())
+        return {"fitted": False, "params": ff.interlayer.parameter_dict()}
+    pick = [k for k, a in enumerate(train_set.atoms)
+            if fnmatch.fnmatch(str(a.info.get("config", "")), icfg.fit_configs)]
+    if not pick:
+        raise ValueError(f"model.interlayer.fit_configs {icfg.fit_configs!r} matches no training frame "
+                         "(info['config']); point it at the registry-scan frames or set it to null")
+    groups = [int(round(float(np.ptp(train_set.atoms[k].positions[:, 2])) * 100)) for k in pick]
+    log.info("fitting the interlayer term to %d frames (%d distances)", len(pick), len(set(groups)))
+    rep = fit_interlayer(ff.interlayer, [train_set.graphs[k] for k in pick], groups=groups,
+                         force_weight=icfg.force_weight, steps=icfg.fit_steps)
+    log.info("interlayer fit: energy RMSE %.3f -> %.3f meV, in-plane force RMSE %.2f -> %.2f meV/A",
+             rep["energy_rmse_meV_start"], rep["energy_rmse_meV_fit"],
+             rep["force_rmse_meV_A_start"], rep["force_rmse_meV_A_fit"])
+    return {"fitted": True, **rep}

@@ -1,0 +1,198 @@
+"""The registry-dependent interlayer term: normals, derivatives, symmetry, stacking physics, fit, model wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from fixtures.ff.helpers import bilayer, random_rotation, tiny_model_config
+from fixtures.ff.helpers import one_thread  # noqa: F401  (autouse fixture)
+from wander.data.graph import AtomGraph
+from wander.nn.interlayer import KC_GRAPHITE, KolmogorovCrespi, fit_interlayer
+from wander.nn.model import ForceField
+
+RCUT = 6.0
+
+
+def _graph(atoms: Atoms, labels=None) -> AtomGraph:
+    return AtomGraph.from_atoms(atoms, ["C", "B"], RCUT, labels=labels)
+
+
+def _energy(term: KolmogorovCrespi, atoms: Atoms) -> float:
+    g = _graph(atoms)
+    return float(term(g.edge_vectors(), g.edge_index, len(atoms)).sum())
+
+
+def _shifted_bilayer(shift_frac: tuple[float, float], d: float = 3.4, a: float = 2.46) -> Atoms:
+    """Flat 1x1 bilayer: bottom layer A/B at 0 and (1/3, 1/3), top layer = bottom + shift (AA at 0)."""
+    cell = np.array([[a, 0, 0], [a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 20.0]])
+    frac = np.array([[0, 0], [1 / 3, 1 / 3]])
+    top = frac + np.asarray(shift_frac)
+    xy = np.concatenate([frac, top]) @ cell[:2, :2]
+    z = np.r_[0.0, 0.0, d, d] + 8.0
+    atoms = Atoms("C4", positions=np.column_stack([xy, z]), cell=cell, pbc=(True, True, False))
+    atoms.arrays["layer"] = np.array([0, 0, 1, 1])
+    return atoms
+
+
+def test_normal_projector_of_flat_and_tilted_sheets() -> None:
+    term = KolmogorovCrespi()
+    atoms = _shifted_bilayer((1 / 3, 1 / 3))
+    g = _graph(atoms)
+    proj = term.normal_projectors(g.edge_vectors(), g.edge_index, len(atoms)).numpy()
+    zz = np.diag([0.0, 0.0, 1.0])
+    assert np.allclose(proj, zz[None], atol=1e-12)
+    rot = random_rotation(np.random.default_rng(3))
+    tilted = atoms.copy()
+    tilted.positions = atoms.positions @ rot.T
+    tilted.cell = atoms.cell.array @ rot.T
+    tilted.pbc = True
+    g = _graph(tilted)
+    proj_t = term.normal_projectors(g.edge_vectors(), g.edge_index, len(atoms)).numpy()
+    n = rot @ np.array([0, 0, 1.0])
+    assert np.allclose(proj_t, np.outer(n, n)[None], atol=1e-12)
+
+
+def test_forces_equal_finite_differences_on_rattled_bilayer() -> None:
+    term = KolmogorovCrespi()
+    atoms = bilayer(n=2, rattle=0.1, seed=4, boron=())
+    g = _graph(atoms)
+    pos = g.positions.clone().requires_grad_(True)
+    e = term(g.edge_vectors(pos), g.edge_index, len(atoms)).sum()
+    (grad,) = torch.autograd.grad(e, pos)
+    h = 1e-5
+    for k in (0, 5, 9):
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[k, c] += h
+            minus.positions[k, c] -= h
+            fd = (_energy(term, plus) - _energy(term, minus)) / (2 * h)
+            assert abs(fd - float(grad[k, c])) < 1e-8
+
+
+def test_invariant_under_rotation_translation_permutation() -> None:
+    term = KolmogorovCrespi()
+    atoms = bilayer(n=2, rattle=0.1, seed=5, boron=())
+    e0 = _energy(term, atoms)
+    assert abs(e0) > 1e-4
+    rot = random_rotation(np.random.default_rng(8))
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ rot.T + np.array([0.3, -1.1, 2.0])
+    moved.cell = atoms.cell.array @ rot.T
+    assert abs(_energy(term, moved) - e0) < 1e-11
+    perm = np.random.default_rng(1).permutation(len(atoms))
+    assert abs(_energy(term, atoms[perm]) - e0) < 1e-11
+
+
+def test_stacking_order_and_monolayer_and_separated_layers() -> None:
+    """AA > SP > AB with graphite parameters; no energy within one sheet or beyond the taper."""
+    term = KolmogorovCrespi()
+    e_aa, e_ab, e_sp = (_energy(term, _shifted_bilayer(s)) for s in ((0, 0), (1 / 3, 1 / 3), (0.5, 0.5)))
+    assert e_aa > e_sp > e_ab
+    assert 5e-3 < e_aa - e_ab < 0.1                        # tens of meV per 4-atom cell
+    mono = _shifted_bilayer((0, 0))[[0, 1]]
+    assert _energy(term, mono) == 0.0
+    assert _energy(term, _shifted_bilayer((0, 0), d=6.5)) == 0.0
+
+
+def test_fit_recovers_registry_landscape() -> None:
+    """Frames labelled by one parameter set are fitted from another; per-distance offsets make the
+    fit blind to a distance-dependent energy added to the labels."""
+    truth = KolmogorovCrespi(params={"C0": 25e-3, "delta": 0.7})
+    shifts = [(0, 0), (1 / 6, 1 / 6), (1 / 3, 1 / 3), (0.5, 0.5), (0.25, 0.0)]
+    graphs, groups = [], []
+    for d in (3.3, 3.5):
+        for s in shifts:
+            atoms = _shifted_bilayer(s, d=d)
+            g = _graph(atoms)
+            e, f = truth.energy_forces(g)
+            labels = {"energy": float(e.detach()) + 7.0 * d, "forces": f.detach().numpy()}
+            graphs.append(_graph(atoms, labels))
+            groups.append(int(d * 100))
+    term = KolmogorovCrespi()
+    rep = fit_interlayer(term, graphs, groups=groups, steps=1000, lr=0.02)
+    assert rep["energy_rmse_meV_fit"] < 0.25 * rep["energy_rmse_meV_start"]
+    with pytest.raises(ValueError, match="composition"):
+        fit_interlayer(term, [graphs[0], _graph(bilayer(n=2), {"energy": 0.0, "forces": np.zeros((16, 3))})])
+
+
+def test_model_with_interlayer_term_is_conservative_and_checks_rcut() -> None:
+    cfg = tiny_model_config(rcut=RCUT, rcut_smth=0.5)
+    cfg["interlayer"] = {"r_on": 5.0}
+    model = ForceField.from_config(cfg).eval()
+    base = ForceField.from_config(tiny_model_config(rcut=RCUT, rcut_smth=0.5)).eval()
+    base.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("interlayer.")})
+    atoms = bilayer(n=2, rattle=0.08, seed=6)
+    g = AtomGraph.from_atoms(atoms, model.type_map, model.rcut)
+    out, out0 = model(g), base(g)
+    term = float(model.interlayer(g.edge_vectors(), g.edge_index, len(atoms)).sum())
+    assert abs(float(out["energy"] - out0["energy"]) - term) < 1e-12
+    h = 1e-5
+    for k, c in ((1, 0), (10, 2)):
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[k, c] += h
+        minus.positions[k, c] -= h
+        ep = float(model(AtomGraph.from_atoms(plus, model.type_map, model.rcut), compute_forces=False,
+                         compute_virial=False)["energy"])
+        em = float(model(AtomGraph.from_atoms(minus, model.type_map, model.rcut), compute_forces=False,
+                         compute_virial=False)["energy"])
+        assert abs(-(ep - em) / (2 * h) - float(out["forces"][k, c])) < 1e-7
+    with pytest.raises(ValueError, match="r_off"):
+        ForceField(model.type_map, model.descriptor, model.fitting, KolmogorovCrespi(r_on=5.0, r_off=7.0))
+
+
+def test_bad_parameters_raise() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        KolmogorovCrespi(params={"C9": 1.0})
+    with pytest.raises(ValueError, match="delta"):
+        KolmogorovCrespi(params={"delta": -1.0})
+    with pytest.raises(ValueError, match="r_on"):
+        KolmogorovCrespi(r_on=6.0, r_off=5.0)
+    assert set(KolmogorovCrespi().parameter_dict()) == set(KC_GRAPHITE)
+
+
+def _scan_file(path, truth: KolmogorovCrespi) -> None:
+    """Registry-scan-like extxyz: flat bilayers labelled by ``truth`` plus a per-distance offset."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    frames = []
+    for d in (3.3, 3.5):
+        for k, s in enumerate([(0, 0), (1 / 6, 1 / 6), (1 / 3, 1 / 3), (0.5, 0.5)]):
+            atoms = _shifted_bilayer(s, d=d)
+            e, f = truth.energy_forces(_graph(atoms))
+            atoms.calc = SinglePointCalculator(atoms, energy=float(e.detach()) - 36.0 + 0.1 * d,
+                                               forces=f.detach().numpy())
+            atoms.info["config"] = f"scan_{int(d * 100)}_{k}"
+            frames.append(atoms)
+    write(path, frames)
+
+
+def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
+    from wander.train.checkpoint import load_checkpoint, load_model
+    from wander.train.config import parse_config
+    from wander.train.loop import train
+
+    data = tmp_path / "scan.extxyz"
+    _scan_file(data, KolmogorovCrespi(params={"C0": 22e-3}))
+    model = tiny_model_config(type_map=("C",), rcut=RCUT, rcut_smth=0.5, sel=[80])
+    model["interlayer"] = {"fit_configs": "scan_*", "fit_steps": 60}
+    cfg = {"model": model, "learning_rate": {"start_lr": 1e-3, "stop_lr": 5e-4, "decay_steps": 10},
+           "loss": {"start_pref_e": 1.0, "limit_pref_e": 1.0, "start_pref_f": 1.0, "limit_pref_f": 1.0},
+           "training": {"training_data": {"systems": [str(data)]}, "numb_steps": 3, "batch_size": 2,
+                        "disp_freq": 3, "save_freq": 3, "seed": 2, "tensorboard": False}}
+    trained = train(parse_config(cfg), tmp_path / "run", progress=False)
+    fit = load_checkpoint(tmp_path / "run" / "model.pt")["metadata"]["statistics"]["interlayer_fit"]
+    assert fit["fitted"] and fit["frames"] == 8
+    assert fit["energy_rmse_meV_fit"] < fit["energy_rmse_meV_start"]
+    assert trained.interlayer.parameter_dict() != KC_GRAPHITE
+    loaded = load_model(tmp_path / "run" / "model.pt")
+    assert loaded.interlayer.parameter_dict() == trained.interlayer.parameter_dict()
+    g = AtomGraph.from_atoms(_shifted_bilayer((0.2, 0.1)), ["C"], RCUT)
+    assert torch.allclose(loaded(g)["forces"], trained(g)["forces"], atol=1e-12)
+
+    cfg["model"]["interlayer"]["fit_configs"] = "nothing_*"
+    with pytest.raises(ValueError, match="matches no training frame"):
+        train(parse_config(cfg), tmp_path / "run2", progress=False)
