@@ -196,3 +196,18 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
     cfg["model"]["interlayer"]["fit_configs"] = "nothing_*"
     with pytest.raises(ValueError, match="matches no training frame"):
         train(parse_config(cfg), tmp_path / "run2", progress=False)
+
+
+@pytest.mark.parametrize("chunk", [5, 1000])
+def test_chunked_evaluation_equals_model_forward(chunk) -> None:
+    from wander.sim.evaluation import build_neighbor_list, evaluate_forcefield
+
+    cfg = tiny_model_config(rcut=RCUT, rcut_smth=0.5)
+    cfg["interlayer"] = {"r_on": 5.0}
+    model = ForceField.from_config(cfg).eval()
+    atoms = bilayer(n=2, rattle=0.08, seed=7)
+    out = model(AtomGraph.from_atoms(atoms, model.type_map, model.rcut))
+    res = evaluate_forcefield(model, atoms, build_neighbor_list(atoms, RCUT + 0.3), chunk_atoms=chunk)
+    assert abs(res.energy - float(out["energy"])) < 1e-10
+    assert np.allclose(res.forces, out["forces"].numpy(), atol=1e-10)
+    assert np.allclose(res.virial, out["virial"][0].numpy(), atol=1e-10)

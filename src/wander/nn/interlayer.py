@@ -128,18 +128,24 @@ class KolmogorovCrespi(nn.Module):
 
     def forward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, n_atoms: int) -> torch.Tensor:
         """Per-atom interlayer energy (N,) eV; half of every pair energy goes to each atom."""
-        dtype = self.C0.dtype
-        vec = edge_vec.to(dtype)
-        out = torch.zeros(n_atoms, dtype=dtype, device=vec.device)
+        vec = edge_vec.to(self.C0.dtype)
+        out = torch.zeros(n_atoms, dtype=vec.dtype, device=vec.device)
         if vec.shape[0] == 0:
             return out
         proj = self.normal_projectors(vec, edge_index, n_atoms)
         i, j = edge_index[0], edge_index[1]
+        return out.index_add(0, i, self.edge_energies(vec, proj[i], proj[j]))
+
+    def edge_energies(self, vec: torch.Tensor, proj_i: torch.Tensor, proj_j: torch.Tensor) -> torch.Tensor:
+        """Energy (E,) eV that directed edge ``i -> j`` (vector ``vec``) gives its centre atom ``i``,
+        from the normal projectors ``P_i``, ``P_j`` (E, 3, 3) of its two atoms; zero for pairs that
+        are not interlayer or lie beyond ``r_off``."""
         r2 = (vec * vec).sum(-1)
         cand = (r2 < self.r_off ** 2) & (r2 > self.h_on ** 2)
-        i, j, vec, r2 = i[cand], j[cand], vec[cand], r2[cand]
-        h2_i = torch.einsum("ea,eab,eb->e", vec, proj[i], vec)
-        h2_j = torch.einsum("ea,eab,eb->e", vec, proj[j], vec)
+        out = torch.zeros_like(r2)
+        vec, r2, proj_i, proj_j = vec[cand], r2[cand], proj_i[cand], proj_j[cand]
+        h2_i = torch.einsum("ea,eab,eb->e", vec, proj_i, vec)
+        h2_j = torch.einsum("ea,eab,eb->e", vec, proj_j, vec)
         w_pair = self._interlayer_weight(h2_i) * self._interlayer_weight(h2_j)
         r = torch.sqrt(r2)
         taper = smooth_switch(r, self.r_on, self.r_off)
@@ -147,7 +153,7 @@ class KolmogorovCrespi(nn.Module):
         f = torch.exp(-rho2) * (self.C0 + self.C2 * rho2 + self.C4 * rho2 * rho2)
         rep = torch.exp(-self.lam * (r - self.z0)) * (0.5 * self.C + f)
         disp = 0.5 * self.A * (self.z0 / r) ** 6
-        return out.index_add(0, i, w_pair * taper * (rep - disp))
+        return out.masked_scatter(cand, w_pair * taper * (rep - disp))
 
     def _interlayer_weight(self, h2: torch.Tensor) -> torch.Tensor:
         h = torch.sqrt(h2.clamp(min=self.h_on ** 2))

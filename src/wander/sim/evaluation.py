@@ -142,6 +142,9 @@ def evaluate_forcefield(
     energies = torch.zeros(n, dtype=acc, device=device)
     forces = torch.zeros(n, 3, dtype=acc, device=device)
     strain_grad = torch.zeros(3, 3, dtype=acc, device=device)
+    interlayer = getattr(model, "interlayer", None)
+    if interlayer is not None:  # normals of every atom first: pair energies need P_i and P_j
+        near = _NormalProjectors(interlayer, nlist, pos, cell, device)
     for start in range(0, n, chunk_atoms):
         stop = min(start + chunk_atoms, n)
         vec, i, j, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
@@ -150,18 +153,65 @@ def evaluate_forcefield(
         with torch.enable_grad():
             desc = model.descriptor(vec_m, edge_index, sp)[:m]
             e_atoms = model.fitting(desc, species[start:stop])
-            (g,) = torch.autograd.grad(e_atoms.sum(), vec_m, allow_unused=True)
+            if interlayer is None:
+                (g,) = torch.autograd.grad(e_atoms.sum(), vec_m, allow_unused=True)
+            else:
+                e_edges = interlayer.edge_energies(vec_m.to(near.proj.dtype), near.proj[i], near.proj[j])
+                e_atoms = e_atoms + torch.zeros_like(e_atoms).index_add(0, i - start, e_edges.to(e_atoms.dtype))
+                g, g_proj = torch.autograd.grad(e_atoms.sum(), [vec_m, near.proj], retain_graph=True,
+                                                allow_unused=True)
+                near.accumulate(g_proj)
         g = torch.zeros_like(vec) if g is None else g.to(acc)
         energies[start:stop] = e_atoms.detach().to(acc)
         forces.index_add_(0, i, g)
         forces.index_add_(0, j, -g)
         if compute_virial:
             strain_grad += vec.detach().T @ g
+    if interlayer is not None:  # chain rule through the normals: dE/dP -> dE/d(in-plane bonds)
+        g, (i, j), vec = near.backward()
+        forces.index_add_(0, i, g)
+        forces.index_add_(0, j, -g)
+        if compute_virial:
+            strain_grad += vec.T @ g
     virial = None
     if compute_virial:
         virial = (-0.5 * (strain_grad + strain_grad.T)).cpu().numpy().astype(np.float64)
     e = energies.cpu().numpy().astype(np.float64)
     return ForceFieldResult(float(e.sum()), e, forces.cpu().numpy().astype(np.float64), virial)
+
+
+class _NormalProjectors:
+    """Normal projectors of all atoms for the interlayer term, with their gradient accumulated over chunks.
+
+    Only the in-plane bonds (``r < normal_off``, about 3 per atom) enter, so this whole-system graph
+    is small and linear in atoms.
+    """
+
+    def __init__(self, term: torch.nn.Module, nlist: CompactNeighborList, pos: torch.Tensor,
+                 cell: torch.Tensor, device: torch.device | str) -> None:
+        n = nlist.n_atoms
+        i = torch.as_tensor(nlist.centres(0, n), device=device)
+        j = torch.as_tensor(nlist.j.astype(np.int64), device=device)
+        vec = pos[j] - pos[i] + torch.as_tensor(nlist.shift, dtype=pos.dtype, device=device) @ cell
+        keep = (vec * vec).sum(-1) < term.normal_off ** 2
+        self.i, self.j, self.vec = i[keep], j[keep], vec[keep]
+        dtype = term.C0.dtype
+        with torch.enable_grad():
+            self.vec_t = self.vec.to(dtype, copy=True).requires_grad_(True)
+            self.proj = term.normal_projectors(self.vec_t, torch.stack([self.i, self.j]), n)
+        self.grad = torch.zeros_like(self.proj)
+
+    def accumulate(self, g_proj: torch.Tensor | None) -> None:
+        if g_proj is not None:
+            self.grad += g_proj
+
+    def backward(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``dE/d(bond vector)`` (E_n, 3) float64, the bonds' (i, j) and their vectors."""
+        if not self.proj.requires_grad:
+            return torch.zeros_like(self.vec), (self.i, self.j), self.vec
+        (g,) = torch.autograd.grad(self.proj, self.vec_t, grad_outputs=self.grad, allow_unused=True)
+        g = torch.zeros_like(self.vec) if g is None else g.to(self.vec.dtype)
+        return g, (self.i, self.j), self.vec
 
 
 def _chunk_inputs(model: torch.nn.Module, nlist: CompactNeighborList, species: torch.Tensor, pos: torch.Tensor,
