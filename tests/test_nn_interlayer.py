@@ -181,11 +181,12 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
     model["interlayer"] = {"fit_configs": "scan_*", "fit_steps": 60}
     cfg = {"model": model, "learning_rate": {"start_lr": 1e-3, "stop_lr": 5e-4, "decay_steps": 10},
            "loss": {"start_pref_e": 1.0, "limit_pref_e": 1.0, "start_pref_f": 1.0, "limit_pref_f": 1.0},
-           "training": {"training_data": {"systems": [str(data)]}, "numb_steps": 3, "batch_size": 2,
+           "training": {"training_data": {"systems": [str(data)], "oversample": {"scan_330_*": 3}},
+                        "numb_steps": 3, "batch_size": 2,
                         "disp_freq": 3, "save_freq": 3, "seed": 2, "tensorboard": False}}
     trained = train(parse_config(cfg), tmp_path / "run", progress=False)
     fit = load_checkpoint(tmp_path / "run" / "model.pt")["metadata"]["statistics"]["interlayer_fit"]
-    assert fit["fitted"] and fit["frames"] == 8
+    assert fit["fitted"] and fit["frames"] == 8            # oversampled frames enter the fit once
     assert fit["energy_rmse_meV_fit"] < fit["energy_rmse_meV_start"]
     assert trained.interlayer.parameter_dict() != KC_GRAPHITE
     loaded = load_model(tmp_path / "run" / "model.pt")
@@ -196,6 +197,13 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
     cfg["model"]["interlayer"]["fit_configs"] = "nothing_*"
     with pytest.raises(ValueError, match="matches no training frame"):
         train(parse_config(cfg), tmp_path / "run2", progress=False)
+    cfg["model"]["interlayer"]["fit_configs"] = "scan_*"
+    cfg["training"]["training_data"]["oversample"] = {"nothing_*": 2}
+    with pytest.raises(ValueError, match="oversample"):
+        train(parse_config(cfg), tmp_path / "run3", progress=False)
+    cfg["model"]["interlayer"]["fit_offsets"] = "sometimes"
+    with pytest.raises(ValueError, match="fit_offsets"):
+        parse_config(cfg)
 
 
 @pytest.mark.parametrize("chunk", [5, 1000])

@@ -152,6 +152,7 @@ class InterlayerConfig:
 
     type: str = "kolmogorov_crespi"
     fit_configs: str | None = "blgscan_*"
+    fit_offsets: str = "one"
     force_weight: float = 0.0
     fit_steps: int = 1500
     r_on: float = 5.0
@@ -163,6 +164,8 @@ class InterlayerConfig:
 
     def __post_init__(self) -> None:
         _check(self.type == "kolmogorov_crespi", "type", f"only 'kolmogorov_crespi' is supported, got {self.type!r}")
+        _check(self.fit_offsets in ("one", "per_distance"), "fit_offsets",
+               f"must be 'one' or 'per_distance', got {self.fit_offsets!r}")
         _check(self.force_weight >= 0, "force_weight", "must be >= 0")
         _check(self.fit_steps >= 1, "fit_steps", "must be >= 1")
         _check(0 < self.normal_on < self.normal_off, "normal_on", "must satisfy 0 < normal_on < normal_off")
@@ -272,15 +275,20 @@ class DataConfig:
     folders (``frames.extxyz`` + ``hamiltonians.npz``, see docs/dft.md), which also give
     Hamiltonian labels. ``split``: keep only frames whose ``info["split"]`` equals it (the DFT
     dataset's ``train`` / ``valid``). ``numb_btch``: validation batches evaluated at every display
-    step (validation only).
+    step (validation only). ``oversample``: ``{glob: factor}`` repeats the frames whose
+    ``info["config"]`` matches the glob ``factor`` times in every epoch (training only; e.g. the
+    registry scan, whose small energy differences drown in the other frames' noise).
     """
 
     systems: tuple[str, ...]
     numb_btch: int = 1
     split: str | None = None
+    oversample: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         _check(len(self.systems) > 0, "systems", "must list at least one file or folder")
+        if self.oversample is not None:
+            _check(all(int(v) >= 1 for v in self.oversample.values()), "oversample", "factors must be >= 1")
         _check(self.numb_btch >= 1, "numb_btch", "must be >= 1")
         _check(self.split is None or len(self.split) > 0, "split", "must be a non-empty name")
 

@@ -239,6 +239,8 @@ def train(
                                split=tcfg.training_data.split, hamiltonian=hcfg)
     if len(train_set) == 0:
         raise ValueError("no training frames")
+    if tcfg.training_data.oversample:
+        train_set = _oversample(train_set, tcfg.training_data.oversample)
     val_batches: list[Batch] = []
     if tcfg.validation_data is not None:
         val_set = load_frame_set(tcfg.validation_data.systems, type_map, rcut, dtype=dtype,
@@ -391,16 +393,41 @@ def _fit_interlayer(ff, train_set, icfg) -> dict[str, Any]:
     if icfg.fit_configs is None:
         log.info("interlayer term: not fitted (fit_configs is null), parameters %s", ff.interlayer.parameter_dict())
         return {"fitted": False, "params": ff.interlayer.parameter_dict()}
-    pick = [k for k, a in enumerate(train_set.atoms)
-            if fnmatch.fnmatch(str(a.info.get("config", "")), icfg.fit_configs)]
+    pick, seen = [], set()
+    for k, a in enumerate(train_set.atoms):  # each configuration once, also when oversampled
+        name = str(a.info.get("config", ""))
+        if fnmatch.fnmatch(name, icfg.fit_configs) and (name, id(train_set.graphs[k])) not in seen:
+            seen.add((name, id(train_set.graphs[k])))
+            pick.append(k)
     if not pick:
         raise ValueError(f"model.interlayer.fit_configs {icfg.fit_configs!r} matches no training frame "
                          "(info['config']); point it at the registry-scan frames or set it to null")
     groups = [int(round(float(np.ptp(train_set.atoms[k].positions[:, 2])) * 100)) for k in pick]
-    log.info("fitting the interlayer term to %d frames (%d distances)", len(pick), len(set(groups)))
+    log.info("fitting the interlayer term to %d frames (%d distances, %s energy offset)", len(pick),
+             len(set(groups)), icfg.fit_offsets)
+    if icfg.fit_offsets == "one":
+        groups = None
     rep = fit_interlayer(ff.interlayer, [train_set.graphs[k] for k in pick], groups=groups,
                          force_weight=icfg.force_weight, steps=icfg.fit_steps)
     log.info("interlayer fit: energy RMSE %.3f -> %.3f meV, in-plane force RMSE %.2f -> %.2f meV/A",
              rep["energy_rmse_meV_start"], rep["energy_rmse_meV_fit"],
              rep["force_rmse_meV_A_start"], rep["force_rmse_meV_A_fit"])
     return {"fitted": True, **rep}
+
+
+def _oversample(frames: FrameSet, factors: dict[str, int]) -> FrameSet:
+    """Repeat the frames whose ``info["config"]`` matches a glob of ``factors`` (the largest factor wins)."""
+    import fnmatch
+
+    out = FrameSet()
+    for glob in factors:
+        if not any(fnmatch.fnmatch(str(a.info.get("config", "")), glob) for a in frames.atoms):
+            raise ValueError(f"training.training_data.oversample: {glob!r} matches no training frame")
+    for k, atoms in enumerate(frames.atoms):
+        name = str(atoms.info.get("config", ""))
+        reps = max([int(f) for g, f in factors.items() if fnmatch.fnmatch(name, g)] or [1])
+        for _ in range(reps):
+            for attr in ("graphs", "atoms", "targets", "fermi", "source", "reference"):
+                getattr(out, attr).append(getattr(frames, attr)[k])
+    log.info("oversampled training frames: %d -> %d", len(frames), len(out))
+    return out
