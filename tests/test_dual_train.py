@@ -136,3 +136,47 @@ def test_cli_train_then_test_reports_hamiltonian_errors(tmp_path: Path, capsys) 
     tb = model.predict_hamiltonian(atoms)
     onsite_pred = tb.t[(tb.i == tb.j) & ~tb.R.any(1)]
     assert np.isclose(h["mae_meV"]["onsite"], 1e3 * np.mean(np.abs(onsite_pred - onsite_ref)), rtol=1e-8)
+
+
+def test_onsite_mean_energy_zero_targets_and_band_errors(tmp_path: Path) -> None:
+    """Targets relative to each frame's mean onsite energy; the band error undoes exactly that shift,
+    so a model predicting the shifted targets perfectly has zero band error."""
+    from wander.nn.hamiltonian.categories import ONSITE
+    from wander.train.data import load_frame_set, onsite_mean
+    from wander.train.hamiltonian_eval import hamiltonian_errors
+
+    cfg = parse_config(dual_config("joint", numb_steps=2, systems=[DUAL_DIR]))
+    h = cfg.model.hamiltonian
+    fermi_set = load_frame_set([DUAL_DIR], ["C"], 6.0, hamiltonian=h)
+    mean_set = load_frame_set([DUAL_DIR], ["C"], 6.0,
+                              hamiltonian=type(h)(**{**h.__dict__, "energy_zero": "onsite_mean"}))
+    for ft, mt, fs, ms in zip(fermi_set.targets, mean_set.targets, fermi_set.energy_shift, mean_set.energy_shift):
+        assert abs(onsite_mean(mt)) < 1e-12
+        on = mt.pairs.category == ONSITE
+        assert np.allclose(mt.blocks[~on], ft.blocks[~on])
+        assert abs((onsite_mean(ft) - fs) - (0.0 - ms)) < 1e-12        # same absolute onsite energy
+
+    class Perfect:  # stands in for a DualModel that returns the targets themselves
+        def __init__(self, frames, model):
+            self.heads, self.n_electrons, self.frames = model.heads, None, frames
+            self.energy_zero = "onsite_mean"
+
+        def eval(self):
+            return self
+
+        def hamiltonian_blocks(self, graph, pair_index, pair_R, layer):
+            return torch.as_tensor(self.frames.targets[self.k].blocks)
+
+    model = train(cfg, tmp_path, progress=False)
+    n_bands = 0
+    for k in range(len(mean_set)):
+        res = []
+        for frames, zero in ((mean_set, "onsite_mean"), (fermi_set, "fermi")):
+            stub = Perfect(frames, model)
+            stub.k, stub.energy_zero = k, zero
+            res.append(hamiltonian_errors(stub, frames.subset([k]), kgrid=3))
+        assert res[0]["mae_meV"]["onsite"] < 1e-9
+        n_bands += res[0]["band_count"]
+        if res[0]["band_count"]:  # what differs from the full reference (hoppings beyond r_cut) is the same
+            assert abs(res[0]["band_rmse_meV"] - res[1]["band_rmse_meV"]) < 1e-6
+    assert n_bands > 0

@@ -55,8 +55,8 @@ class DualModel(nn.Module):
         equal to its descriptor width
     n_electrons : ``{element: electrons per atom}`` in the Wannier manifold (optional; stored in
         checkpoints for band filling)
-    energy_zero : ``"fermi"`` (predicted energies are relative to the Fermi level, as trained) or
-        ``"absolute"``
+    energy_zero : ``"fermi"`` (predicted energies are relative to the Fermi level, as trained),
+        ``"onsite_mean"`` (relative to the mean onsite energy of the training frames) or ``"absolute"``
     """
 
     def __init__(self, forcefield: ForceField, heads: HamiltonianHeads,
@@ -73,8 +73,8 @@ class DualModel(nn.Module):
                              "the densities would miss neighbours")
         self.forcefield = forcefield
         self.heads = heads
-        if energy_zero not in ("fermi", "absolute"):
-            raise ValueError(f"energy_zero must be 'fermi' or 'absolute', got {energy_zero!r}")
+        if energy_zero not in ("fermi", "absolute", "onsite_mean"):
+            raise ValueError(f"energy_zero must be 'fermi', 'onsite_mean' or 'absolute', got {energy_zero!r}")
         self.n_electrons = dict(n_electrons) if n_electrons else None
         self.energy_zero = energy_zero
 

@@ -93,7 +93,9 @@ class HamiltonianModelConfig:
     ``C: 1`` for pz) is stored in the checkpoint for band filling. ``energy_zero``: ``fermi`` trains
     on ``H - E_F`` (each frame's DFT Fermi level subtracted from the onsite energies; the absolute
     potential zero of a periodic DFT run depends on the whole cell, e.g. monolayer vs bilayer, and no
-    local model can learn it), ``absolute`` on the raw Wannier Hamiltonian. ``descriptor_mode``: ``frozen``
+    local model can learn it), ``onsite_mean`` on ``H`` minus the frame's mean onsite energy (what a
+    local model can learn when E_F itself depends on the frame's strain and stacking; the Fermi
+    level of a prediction then comes from band filling), ``absolute`` on the raw Wannier Hamiltonian. ``descriptor_mode``: ``frozen``
     trains the heads on a fixed force field (``training.init_model``), ``joint`` back-propagates the
     Hamiltonian loss into the descriptor as well.
     """
@@ -116,8 +118,8 @@ class HamiltonianModelConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.energy_zero in ("fermi", "absolute"), "energy_zero",
-               f"must be 'fermi' or 'absolute', got {self.energy_zero!r}")
+        _check(self.energy_zero in ("fermi", "absolute", "onsite_mean"), "energy_zero",
+               f"must be 'fermi', 'onsite_mean' or 'absolute', got {self.energy_zero!r}")
         _check(len(self.orbitals) > 0, "orbitals", "must list the orbitals of every element")
         _check(self.descriptor_mode in ("frozen", "joint"), "descriptor_mode",
                f"must be 'frozen' or 'joint', got {self.descriptor_mode!r}")

@@ -27,7 +27,7 @@ from wander.data.datasets import frame_labels, read_frames
 from wander.data.graph import AtomGraph, collate
 
 __all__ = ["Batch", "FrameSet", "is_dft_dataset", "load_frame_set", "make_batch", "read_dataset_frames",
-           "shift_onsite"]
+           "shift_onsite", "onsite_mean"]
 
 
 def is_dft_dataset(path: str | os.PathLike) -> bool:
@@ -51,6 +51,7 @@ class FrameSet:
     fermi: list[float] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
     reference: list = field(default_factory=list)
+    energy_shift: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -61,7 +62,8 @@ class FrameSet:
 
     def subset(self, index: Sequence[int]) -> "FrameSet":
         return FrameSet(*([getattr(self, k)[i] for i in index]
-                          for k in ("graphs", "atoms", "targets", "fermi", "source", "reference")))
+                          for k in ("graphs", "atoms", "targets", "fermi", "source", "reference",
+                                    "energy_shift")))
 
 
 def read_dataset_frames(path: str | os.PathLike) -> tuple[list[Atoms], dict[str, np.ndarray], list[int | None]]:
@@ -87,6 +89,18 @@ def shift_onsite(targets, shift: float):
     return dataclasses.replace(targets, blocks=targets.blocks + shift * add)
 
 
+def onsite_mean(targets) -> float:
+    """Mean onsite energy (eV) of a frame's targets: the average diagonal of its onsite blocks."""
+    from wander.nn.hamiltonian.categories import ONSITE
+
+    on = targets.pairs.category == ONSITE
+    diag = np.diagonal(targets.blocks[on], axis1=1, axis2=2)
+    keep = np.diagonal(targets.mask[on], axis1=1, axis2=2)
+    if not keep.any():
+        raise ValueError("frame has no onsite energies for energy_zero: onsite_mean")
+    return float(diag[keep].mean())
+
+
 def load_frame_set(paths: Sequence[str | os.PathLike], type_map: Sequence[str], cutoff: float,
                    dtype: torch.dtype = torch.float64, split: str | None = None,
                    hamiltonian=None) -> FrameSet:
@@ -95,7 +109,8 @@ def load_frame_set(paths: Sequence[str | os.PathLike], type_map: Sequence[str], 
     ``split`` keeps only frames whose ``info["split"]`` equals it. ``hamiltonian`` is the
     ``model.hamiltonian`` config section (``HamiltonianModelConfig``); without it no Hamiltonian
     targets are built. With ``energy_zero: fermi`` the targets' onsite energies are relative to
-    each frame's Fermi level.
+    each frame's Fermi level, with ``onsite_mean`` to the frame's mean onsite energy;
+    ``energy_shift[f]`` records what was added.
     """
     from wander.nn.hamiltonian import OrbitalBasis
     from wander.nn.hamiltonian.targets import dataset_targets
@@ -125,12 +140,17 @@ def load_frame_set(paths: Sequence[str | os.PathLike], type_map: Sequence[str], 
                     raise ValueError(f"{path}: frame {atoms.info.get('config')!r} has no Fermi level, needed by "
                                      "model.hamiltonian.energy_zero: fermi")
                 tgt = shift_onsite(tgt, -float(fermi))
+            shift = -float(fermi) if hamiltonian is not None and hamiltonian.energy_zero == "fermi" else 0.0
+            if tgt is not None and hamiltonian.energy_zero == "onsite_mean":
+                shift = -onsite_mean(tgt)
+                tgt = shift_onsite(tgt, shift)
             out.graphs.append(AtomGraph.from_atoms(atoms, type_map, cutoff, dtype=dtype, labels=frame_labels(atoms)))
             out.atoms.append(atoms)
             out.targets.append(tgt)
             out.fermi.append(float(fermi))
             out.source.append(str(path))
             out.reference.append((ham, h) if h is not None else None)
+            out.energy_shift.append(shift)
     if split is not None and not out.graphs:
         raise ValueError(f"no frames with split {split!r} in {[str(p) for p in paths]}")
     return out

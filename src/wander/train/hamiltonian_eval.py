@@ -9,8 +9,8 @@ For every frame with a reference Hamiltonian:
   by band (sorted); only reference levels within ``+-window`` eV of the Fermi level enter. The
   Fermi level is the dataset's DFT value when present, otherwise the filling of the reference
   bands with the model's ``n_electrons`` (half filling, one electron per orbital, without them).
-  Models trained with ``energy_zero: fermi`` predict energies relative to E_F; the reference is
-  shifted accordingly.
+  Models predict the targets' energy zero (``energy_zero``: the frame's E_F, its mean onsite energy,
+  or pw.x's zero); the frame's recorded ``energy_shift`` is undone before the comparison.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         e_pred, _ = grid_eigenvalues(h_pred, grid)
         ef = _fermi(frames, f, e_ref, h_ref.n_orbitals, model.n_electrons)
         e_ref = e_ref - ef                              # both relative to the reference E_F ...
-        e_pred = e_pred - (0.0 if model.energy_zero == "fermi" else ef)  # ... fermi-zero models predict that
+        e_pred = e_pred - frames.energy_shift[f] - ef     # ... the model predicts targets shifted by energy_shift
         sel = np.abs(e_ref) <= window
         d = (e_pred - e_ref)[sel]
         if d.size:
