@@ -139,8 +139,30 @@ def test_model_with_interlayer_term_is_conservative_and_checks_rcut() -> None:
         em = float(model(AtomGraph.from_atoms(minus, model.type_map, model.rcut), compute_forces=False,
                          compute_virial=False)["energy"])
         assert abs(-(ep - em) / (2 * h) - float(out["forces"][k, c])) < 1e-7
-    with pytest.raises(ValueError, match="r_off"):
-        ForceField(model.type_map, model.descriptor, model.fitting, KolmogorovCrespi(r_on=5.0, r_off=7.0))
+    wide = ForceField(model.type_map, model.descriptor, model.fitting, KolmogorovCrespi(r_on=5.0, r_off=7.0))
+    assert wide.rcut == 7.0 and model.rcut == RCUT
+
+
+def test_short_ranged_network_leaves_the_interlayer_energy_to_the_term() -> None:
+    """descriptor rcut 3 A < layer distance: the network part is blind to the other layer, so every
+    registry and distance dependence of the energy is the interlayer term's."""
+    cfg = tiny_model_config(type_map=("C",), rcut=3.0, rcut_smth=2.0, sel=[20])
+    cfg["interlayer"] = {"r_on": 5.0, "r_off": 6.0}
+    model = ForceField.from_config(cfg).eval()
+    assert model.rcut == 6.0
+    diffs = []
+    for shift, d in (((0, 0), 3.4), ((1 / 3, 1 / 3), 3.4), ((0.5, 0.5), 3.6), ((0.2, 0.1), 3.2)):
+        atoms = _shifted_bilayer(shift, d=d)
+        g = AtomGraph.from_atoms(atoms, ["C"], model.rcut)
+        e = float(model(g, compute_forces=False, compute_virial=False)["energy"])
+        diffs.append(e - float(model.interlayer(g.edge_vectors(), g.edge_index, len(atoms)).sum()))
+    assert np.ptp(diffs) < 1e-12
+    with pytest.raises(Exception, match="r_on"):
+        from wander.train.config import parse_config
+
+        bad = tiny_model_config(type_map=("C",), rcut=3.0, rcut_smth=2.0, sel=[20])
+        bad["interlayer"] = {"r_on": 5.0}
+        parse_config({"model": bad, "training": {"training_data": {"systems": ["x.extxyz"]}}})
 
 
 def test_bad_parameters_raise() -> None:

@@ -164,7 +164,11 @@ class DescrptSeA(nn.Module):
         if n and (int(species.min()) < 0 or int(species.max()) >= self.ntypes):
             raise ValueError(f"species indices must lie in [0, {self.ntypes})")
 
-        rows, _ = environment_rows(edge_vec.to(dtype), self.rcut_smth, self.rcut)
+        vec = edge_vec.to(dtype)
+        inside = (vec * vec).sum(-1) < self.rcut ** 2
+        if not bool(inside.all()):  # edges at or beyond rcut add exactly nothing: drop them early
+            vec, i, j = vec[inside], i[inside], j[inside]
+        rows, _ = environment_rows(vec, self.rcut_smth, self.rcut)
         ti, tj = species[i], species[j]
         rr = (rows - self.davg[ti]) / self.dstd[ti]                      # (E, 4)
         r_pad = -self.davg / self.dstd                                    # (ntypes, 4): empty slot

@@ -43,7 +43,8 @@ class ForceField(nn.Module):
         Per-type energy fitting nets on ``descriptor.dim_out`` inputs.
     interlayer
         Optional registry-dependent interlayer term (:mod:`wander.nn.interlayer`) added to the atomic
-        energies; it works on the same neighbour list and must end at ``descriptor.rcut``.
+        energies; it works on the same neighbour list, whose cutoff (:attr:`rcut`) is the larger of
+        ``descriptor.rcut`` and the term's ``r_off``.
     """
 
     def __init__(self, type_map: Sequence[str], descriptor: DescrptSeA, fitting: EnergyFitting,
@@ -54,8 +55,6 @@ class ForceField(nn.Module):
         if descriptor.ntypes != len(type_map) or fitting.ntypes != len(type_map):
             raise ValueError("descriptor, fitting and type_map disagree on the number of types")
         self.type_map = list(type_map)
-        if interlayer is not None and interlayer.r_off > descriptor.rcut + 1e-12:
-            raise ValueError(f"interlayer.r_off ({interlayer.r_off}) exceeds the descriptor rcut ({descriptor.rcut})")
         self.descriptor = descriptor
         self.fitting = fitting
         self.interlayer = interlayer
@@ -85,7 +84,8 @@ class ForceField(nn.Module):
         il = model.get("interlayer")
         if il is not None:
             interlayer = KolmogorovCrespi(
-                r_on=il.get("r_on", 5.0), r_off=descriptor.rcut, normal_on=il.get("normal_on", 1.7),
+                r_on=il.get("r_on", 5.0), r_off=il.get("r_off") or descriptor.rcut,
+                normal_on=il.get("normal_on", 1.7),
                 normal_off=il.get("normal_off", 2.1), h_on=il.get("h_on", 1.0), h_off=il.get("h_off", 2.0),
                 params=il.get("params"), dtype=dtype,
             )
@@ -93,7 +93,10 @@ class ForceField(nn.Module):
 
     @property
     def rcut(self) -> float:
-        return self.descriptor.rcut
+        """Cutoff of the neighbour list the model needs (Angstrom)."""
+        if self.interlayer is None:
+            return self.descriptor.rcut
+        return max(self.descriptor.rcut, self.interlayer.r_off)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -183,9 +186,9 @@ class ForceField(nn.Module):
         counts, energies = [], []
         for g in graphs:
             vec = g.edge_vectors().to(self.dtype)
-            rows, _ = environment_rows(vec, self.descriptor.rcut_smth, self.descriptor.rcut)
-            acc.add(rows, g.edge_index, g.species)
             inside = (vec * vec).sum(-1) < self.descriptor.rcut ** 2
+            rows, _ = environment_rows(vec[inside], self.descriptor.rcut_smth, self.descriptor.rcut)
+            acc.add(rows, g.edge_index[:, inside], g.species)
             nc = neighbor_counts(g.edge_index, g.species, ntypes, edge_mask=inside)
             if nc.numel():
                 max_nei = torch.maximum(max_nei, nc.max(0).values)

@@ -146,10 +146,13 @@ class InterlayerConfig:
     """``model.interlayer``: the registry-dependent interlayer term (:mod:`wander.nn.interlayer`).
 
     ``fit_configs``: glob on the training frames' ``info["config"]`` names selecting the frames the
-    term is fitted to before training (the DFT registry scan, ``blgscan_*``); its energy offsets are
-    per interlayer distance, so the fit sees only the registry dependence. ``force_weight``: weight of
-    the in-plane forces in that fit (0: energies only). ``r_on``: start of the taper that ends at
-    ``descriptor.rcut``. ``params``: starting values (default: Kolmogorov-Crespi graphite).
+    term is fitted to before training (the DFT registry scan, ``blgscan_*``). ``fit_offsets``:
+    ``one`` energy offset for all of them (the term carries the binding curve as well as the registry
+    dependence) or one ``per_distance`` (the fit sees only the registry dependence and the network
+    learns the binding curve). ``force_weight``: weight of the in-plane forces in that fit (0:
+    energies only). ``r_on``: start of the taper that ends at ``r_off`` (default ``descriptor.rcut``;
+    a larger value lets a short-ranged network leave all interlayer energy to this term).
+    ``params``: starting values (default: Kolmogorov-Crespi graphite).
     """
 
     type: str = "kolmogorov_crespi"
@@ -158,6 +161,7 @@ class InterlayerConfig:
     force_weight: float = 0.0
     fit_steps: int = 1500
     r_on: float = 5.0
+    r_off: float | None = None
     normal_on: float = 1.7
     normal_off: float = 2.1
     h_on: float = 1.0
@@ -197,18 +201,20 @@ class ModelConfig:
                f"needs one entry per type in type_map ({len(self.type_map)})")
         _check(self.data_stat_nbatch >= 1, "data_stat_nbatch", "must be >= 1")
         if self.interlayer is not None:
-            _check(0 < self.interlayer.r_on < self.descriptor.rcut, "interlayer.r_on",
-                   f"must lie in (0, descriptor.rcut = {self.descriptor.rcut}): the term uses the "
-                   "force field's neighbour list and ends at rcut")
+            r_off = self.interlayer.r_off or self.descriptor.rcut
+            _check(0 < self.interlayer.r_on < r_off, "interlayer.r_on",
+                   f"must lie in (0, r_off = {r_off}): the taper ends at interlayer.r_off "
+                   "(default descriptor.rcut)")
         h = self.hamiltonian
         if h is not None:
             missing = [el for el in self.type_map if el not in h.orbitals]
             _check(not missing, "hamiltonian.orbitals", f"no orbitals for {missing} of type_map")
             extra = sorted(set(h.orbitals) - set(self.type_map))
             _check(not extra, "hamiltonian.orbitals", f"elements {extra} are not in type_map")
-            _check(h.r_env <= self.descriptor.rcut, "hamiltonian.r_env",
-                   f"must be <= descriptor.rcut ({self.descriptor.rcut}): the heads' densities use "
-                   "the force field's neighbour list")
+            cut = max(self.descriptor.rcut, (self.interlayer.r_off or 0.0) if self.interlayer else 0.0)
+            _check(h.r_env <= cut, "hamiltonian.r_env",
+                   f"must be <= the force field's neighbour-list cutoff ({cut}): the heads' densities "
+                   "use that list")
             if h.n_electrons is not None:
                 missing = [el for el in self.type_map if el not in h.n_electrons]
                 _check(not missing, "hamiltonian.n_electrons", f"no electron count for {missing}")

@@ -233,6 +233,8 @@ def train(
     dtype = PRECISIONS[cfg.model.descriptor.precision]
     type_map = list(cfg.model.type_map)
     rcut = cfg.model.descriptor.rcut
+    if cfg.model.interlayer is not None:
+        rcut = max(rcut, cfg.model.interlayer.r_off or rcut)
     hcfg = cfg.model.hamiltonian
 
     train_set = load_frame_set(tcfg.training_data.systems, type_map, rcut, dtype=dtype,
