@@ -108,6 +108,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def _plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars / arrays turned into Python numbers / lists, so that the checkpoint
+    loads with ``torch.load(weights_only=True)``."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
     """Copy checkpoint ``src`` to ``dst`` without the optimizer and RNG states (a model to ship or share).
 
@@ -119,7 +135,7 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, metadata: dict[
     payload = load_checkpoint(src)
     payload.pop("optimizer", None)
     payload.pop("rng", None)
-    payload["metadata"] = {**payload.get("metadata", {}), **(metadata or {})}
+    payload["metadata"] = _plain({**payload.get("metadata", {}), **(metadata or {})})
     with atomic_path(dst) as tmp:
         torch.save(payload, tmp)
 
