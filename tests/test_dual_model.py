@@ -40,7 +40,7 @@ def test_hamiltonian_config_keys_and_defaults() -> None:
     (lambda d: d["model"]["hamiltonian"].update(orbitls={"C": "pz"}), "did you mean 'orbitals'"),
     (lambda d: d["loss"]["hamiltonian"].update(start_pref_intra_nera=1), "did you mean 'start_pref_intra_near'"),
     (lambda d: d["model"]["hamiltonian"].update(descriptor_mode="both"), "descriptor_mode"),
-    (lambda d: d["model"]["hamiltonian"].update(r_env=4.5), "r_env: must be <= descriptor.rcut"),
+    (lambda d: d["model"]["hamiltonian"].update(r_env=4.5), "r_env: must be <= the force field"),
     (lambda d: d["model"]["hamiltonian"].update(orbitals={"B": "pz"}), "no orbitals for \\['C'\\]"),
     (lambda d: d["model"]["hamiltonian"].update(r_near=6.0), "r_near"),
     (lambda d: d["model"]["hamiltonian"].update(energy_zero="vacuum"), "energy_zero"),
