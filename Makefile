@@ -1,5 +1,5 @@
 # wander: two commands on a fresh machine
-#   make demo   - install, build a 1.05 deg twisted bilayer graphene and plot its flat bands
+#   make demo   - install, relax a 1.05 deg twisted bilayer graphene with the shipped model, plot its flat bands
 #   make test   - install, run the test suite
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
@@ -13,8 +13,7 @@ install:
 
 demo: install
 	mkdir -p $(OUT)
-	wander twist --material graphene --angle 1.05 -o $(OUT)/tbg.extxyz
-	wander bands --structure $(OUT)/tbg.extxyz --tb-model moon-koshino --n-bands 8 --npoints 30 -o $(OUT)/bands.png
+	wander run --material graphene --angle 1.05 --compare-rigid --npoints 30 --fmax 0.02 --steps 600 -o $(OUT)
 
 test: install
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MPLBACKEND=Agg $(PYTHON) -m pytest -q
