@@ -143,11 +143,17 @@ def test_model_with_interlayer_term_is_conservative_and_checks_rcut() -> None:
     assert wide.rcut == 7.0 and model.rcut == RCUT
 
 
-def test_short_ranged_network_leaves_the_interlayer_energy_to_the_term() -> None:
-    """descriptor rcut 3 A < layer distance: the network part is blind to the other layer, so every
-    registry and distance dependence of the energy is the interlayer term's."""
-    cfg = tiny_model_config(type_map=("C",), rcut=3.0, rcut_smth=2.0, sel=[20])
-    cfg["interlayer"] = {"r_on": 5.0, "r_off": 6.0}
+@pytest.mark.parametrize("variant", ["short_network", "hidden_layer"])
+def test_network_blind_to_the_other_layer_leaves_the_interlayer_energy_to_the_term(variant) -> None:
+    """descriptor rcut 3 A < layer distance, or a 6 A descriptor whose interlayer rows are switched
+    off: the network part is blind to the other layer, so every registry and distance dependence of
+    the energy is the interlayer term's."""
+    if variant == "short_network":
+        cfg = tiny_model_config(type_map=("C",), rcut=3.0, rcut_smth=2.0, sel=[20])
+        cfg["interlayer"] = {"r_on": 5.0, "r_off": 6.0}
+    else:
+        cfg = tiny_model_config(type_map=("C",), rcut=6.0, rcut_smth=0.5, sel=[80])
+        cfg["interlayer"] = {"r_on": 5.0, "hide_from_network": True}
     model = ForceField.from_config(cfg).eval()
     assert model.rcut == 6.0
     diffs = []
@@ -157,6 +163,19 @@ def test_short_ranged_network_leaves_the_interlayer_energy_to_the_term() -> None
         e = float(model(g, compute_forces=False, compute_virial=False)["energy"])
         diffs.append(e - float(model.interlayer(g.edge_vectors(), g.edge_index, len(atoms)).sum()))
     assert np.ptp(diffs) < 1e-12
+    if variant == "hidden_layer":  # still conservative with the switched rows
+        atoms = bilayer(n=2, rattle=0.1, seed=3, boron=())
+        out = model(AtomGraph.from_atoms(atoms, ["C"], model.rcut))
+        h = 1e-5
+        for k, c in ((2, 2), (9, 0)):
+            e = []
+            for sgn in (1, -1):
+                moved = atoms.copy()
+                moved.positions[k, c] += sgn * h
+                e.append(float(model(AtomGraph.from_atoms(moved, ["C"], model.rcut), compute_forces=False,
+                                     compute_virial=False)["energy"]))
+            assert abs(-(e[0] - e[1]) / (2 * h) - float(out["forces"][k, c])) < 1e-7
+        return
     with pytest.raises(Exception, match="r_on"):
         from wander.train.config import parse_config
 
@@ -228,12 +247,12 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
         parse_config(cfg)
 
 
-@pytest.mark.parametrize("chunk", [5, 1000])
-def test_chunked_evaluation_equals_model_forward(chunk) -> None:
-    from wander.sim.evaluation import build_neighbor_list, evaluate_forcefield
+@pytest.mark.parametrize("chunk,hide", [(5, False), (1000, False), (5, True)])
+def test_chunked_evaluation_equals_model_forward(chunk, hide) -> None:
+    from wander.sim.evaluation import build_neighbor_list, compute_descriptors, evaluate_forcefield
 
     cfg = tiny_model_config(rcut=RCUT, rcut_smth=0.5)
-    cfg["interlayer"] = {"r_on": 5.0}
+    cfg["interlayer"] = {"r_on": 5.0, "hide_from_network": hide}
     model = ForceField.from_config(cfg).eval()
     atoms = bilayer(n=2, rattle=0.08, seed=7)
     out = model(AtomGraph.from_atoms(atoms, model.type_map, model.rcut))
@@ -241,3 +260,6 @@ def test_chunked_evaluation_equals_model_forward(chunk) -> None:
     assert abs(res.energy - float(out["energy"])) < 1e-10
     assert np.allclose(res.forces, out["forces"].numpy(), atol=1e-10)
     assert np.allclose(res.virial, out["virial"][0].numpy(), atol=1e-10)
+    g = AtomGraph.from_atoms(atoms, model.type_map, model.rcut)
+    desc = compute_descriptors(model, atoms, build_neighbor_list(atoms, RCUT + 0.3), chunk_atoms=chunk)
+    assert torch.allclose(desc, model.compute_descriptor(g)[0].detach(), atol=1e-12)

@@ -140,7 +140,8 @@ class DescrptSeA(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def environment_embedding(
-        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
+        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``T_i = (1/nnei) sum_slots R_ij^T G(s_ij)`` of every atom, shape (N, 4, ng).
 
@@ -152,6 +153,9 @@ class DescrptSeA(nn.Module):
             Rows (centre i, neighbour j).
         species : (N,)
             Type index of every atom.
+        edge_weight : (E,), optional
+            Smooth factor in [0, 1] on every environment row (e.g. 0 for pairs in another layer):
+            a row scaled to 0 is exactly an empty slot, so the result stays smooth.
 
         Column 0 of ``T`` is rotation invariant, columns 1:4 rotate as a Cartesian vector.
         """
@@ -168,7 +172,10 @@ class DescrptSeA(nn.Module):
         inside = (vec * vec).sum(-1) < self.rcut ** 2
         if not bool(inside.all()):  # edges at or beyond rcut add exactly nothing: drop them early
             vec, i, j = vec[inside], i[inside], j[inside]
+            edge_weight = None if edge_weight is None else edge_weight[inside]
         rows, _ = environment_rows(vec, self.rcut_smth, self.rcut)
+        if edge_weight is not None:
+            rows = rows * edge_weight.to(dtype)[:, None]
         ti, tj = species[i], species[j]
         rr = (rows - self.davg[ti]) / self.dstd[ti]                      # (E, 4)
         r_pad = -self.davg / self.dstd                                    # (ntypes, 4): empty slot
@@ -213,13 +220,14 @@ class DescrptSeA(nn.Module):
         return tj if self.type_one_side else ti * self.ntypes + tj
 
     def forward(
-        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
+        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Descriptor ``D`` of every atom, shape (N, ng * axis_neuron), index ``g * axis_neuron + a``.
 
         Arguments as in :meth:`environment_embedding`. Invariant under rotations, translations and
         permutations of like atoms.
         """
-        t = self.environment_embedding(edge_vec, edge_index, species)    # (N, 4, ng)
+        t = self.environment_embedding(edge_vec, edge_index, species, edge_weight)    # (N, 4, ng)
         d = torch.bmm(t.transpose(1, 2), t[:, :, : self.axis_neuron])    # (N, ng, axis)
         return d.reshape(species.shape[0], self.dim_out)

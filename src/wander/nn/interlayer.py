@@ -155,6 +155,12 @@ class KolmogorovCrespi(nn.Module):
         disp = 0.5 * self.A * (self.z0 / r) ** 6
         return out.masked_scatter(cand, w_pair * taper * (rep - disp))
 
+    def pair_weight(self, vec: torch.Tensor, proj_i: torch.Tensor, proj_j: torch.Tensor) -> torch.Tensor:
+        """Smooth interlayer indicator (E,) of edges: 1 for pairs in different sheets, 0 within one."""
+        h2_i = torch.einsum("ea,eab,eb->e", vec, proj_i, vec)
+        h2_j = torch.einsum("ea,eab,eb->e", vec, proj_j, vec)
+        return self._interlayer_weight(h2_i) * self._interlayer_weight(h2_j)
+
     def _interlayer_weight(self, h2: torch.Tensor) -> torch.Tensor:
         h = torch.sqrt(h2.clamp(min=self.h_on ** 2))
         return 1.0 - smooth_switch(h, self.h_on, self.h_off)

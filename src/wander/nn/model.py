@@ -45,10 +45,14 @@ class ForceField(nn.Module):
         Optional registry-dependent interlayer term (:mod:`wander.nn.interlayer`) added to the atomic
         energies; it works on the same neighbour list, whose cutoff (:attr:`rcut`) is the larger of
         ``descriptor.rcut`` and the term's ``r_off``.
+    hide_other_layer
+        With an interlayer term: scale the descriptor's environment rows by ``1 - w_ij``, the term's
+        smooth interlayer indicator, so that the network sees only the atom's own sheet and all
+        interlayer energy is the term's.
     """
 
     def __init__(self, type_map: Sequence[str], descriptor: DescrptSeA, fitting: EnergyFitting,
-                 interlayer: KolmogorovCrespi | None = None) -> None:
+                 interlayer: KolmogorovCrespi | None = None, hide_other_layer: bool = False) -> None:
         super().__init__()
         if len(set(type_map)) != len(type_map):
             raise ValueError(f"type_map has duplicates: {list(type_map)}")
@@ -57,7 +61,10 @@ class ForceField(nn.Module):
         self.type_map = list(type_map)
         self.descriptor = descriptor
         self.fitting = fitting
+        if hide_other_layer and interlayer is None:
+            raise ValueError("hide_other_layer needs an interlayer term (its normals tell the layers apart)")
         self.interlayer = interlayer
+        self.hide_other_layer = bool(hide_other_layer)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -89,7 +96,8 @@ class ForceField(nn.Module):
                 normal_off=il.get("normal_off", 2.1), h_on=il.get("h_on", 1.0), h_off=il.get("h_off", 2.0),
                 params=il.get("params"), dtype=dtype,
             )
-        return cls(model["type_map"], descriptor, fitting, interlayer)
+        return cls(model["type_map"], descriptor, fitting, interlayer,
+                   hide_other_layer=bool(il.get("hide_from_network", False)) if il is not None else False)
 
     @property
     def rcut(self) -> float:
@@ -103,10 +111,23 @@ class ForceField(nn.Module):
         return self.descriptor.davg.dtype
 
     # ------------------------------------------------------------------ forward
+    def descriptor_weights(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, n_atoms: int,
+                           proj: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Per-edge factors on the descriptor rows (None unless ``hide_other_layer``); ``proj`` are
+        the interlayer term's normal projectors when already computed."""
+        if not self.hide_other_layer:
+            return None
+        term = self.interlayer
+        vec = edge_vec.to(term.C0.dtype)
+        if proj is None:
+            proj = term.normal_projectors(vec, edge_index, n_atoms)
+        return 1.0 - term.pair_weight(vec, proj[edge_index[0]], proj[edge_index[1]])
+
     def compute_descriptor(self, graph: AtomGraph) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom descriptor (N, dim_out) and edge vectors (E, 3) of ``graph`` (differentiable)."""
         edge_vec = graph.edge_vectors().to(self.dtype)
-        return self.descriptor(edge_vec, graph.edge_index, graph.species), edge_vec
+        w = self.descriptor_weights(edge_vec, graph.edge_index, graph.positions.shape[0])
+        return self.descriptor(edge_vec, graph.edge_index, graph.species, w), edge_vec
 
     def forward(
         self,
@@ -140,7 +161,8 @@ class ForceField(nn.Module):
             else:
                 pos_s, cell_s = pos, cell
             edge_vec = graph.edge_vectors(pos_s, cell_s)
-            desc = self.descriptor(edge_vec, graph.edge_index, graph.species)
+            w = self.descriptor_weights(edge_vec, graph.edge_index, pos.shape[0])
+            desc = self.descriptor(edge_vec, graph.edge_index, graph.species, w)
             atom_energy = self.fitting(desc, graph.species)
             if self.interlayer is not None:
                 atom_energy = atom_energy + self.interlayer(edge_vec, graph.edge_index, pos.shape[0])
@@ -188,6 +210,9 @@ class ForceField(nn.Module):
             vec = g.edge_vectors().to(self.dtype)
             inside = (vec * vec).sum(-1) < self.descriptor.rcut ** 2
             rows, _ = environment_rows(vec[inside], self.descriptor.rcut_smth, self.descriptor.rcut)
+            w = self.descriptor_weights(vec, g.edge_index, g.positions.shape[0])
+            if w is not None:
+                rows = rows * w[inside][:, None].to(rows.dtype)
             acc.add(rows, g.edge_index[:, inside], g.species)
             nc = neighbor_counts(g.edge_index, g.species, ntypes, edge_mask=inside)
             if nc.numel():

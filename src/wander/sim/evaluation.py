@@ -151,7 +151,10 @@ def evaluate_forcefield(
         vec_m = vec.to(model.dtype).requires_grad_(True)                    # (E_c, 3)
         m = stop - start
         with torch.enable_grad():
-            desc = model.descriptor(vec_m, edge_index, sp)[:m]
+            w = None
+            if getattr(model, "hide_other_layer", False):
+                w = 1.0 - interlayer.pair_weight(vec_m.to(near.proj.dtype), near.proj[i], near.proj[j])
+            desc = model.descriptor(vec_m, edge_index, sp, w)[:m]
             e_atoms = model.fitting(desc, species[start:stop])
             if interlayer is None:
                 (g,) = torch.autograd.grad(e_atoms.sum(), vec_m, allow_unused=True)
@@ -242,8 +245,12 @@ def compute_descriptors(
     pos = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
     cell = torch.as_tensor(np.array(atoms.cell), dtype=torch.float64, device=device)
     out = torch.zeros(n, model.descriptor.dim_out, dtype=model.dtype, device=device)
+    hide = getattr(model, "hide_other_layer", False)
+    if hide:
+        proj = _NormalProjectors(model.interlayer, nlist, pos, cell, device).proj.detach()
     for start in range(0, n, chunk_atoms):
         stop = min(start + chunk_atoms, n)
-        vec, _, _, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
-        out[start:stop] = model.descriptor(vec.to(model.dtype), edge_index, sp)[: stop - start]
+        vec, i, j, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
+        w = 1.0 - model.interlayer.pair_weight(vec.to(proj.dtype), proj[i], proj[j]) if hide else None
+        out[start:stop] = model.descriptor(vec.to(model.dtype), edge_index, sp, w)[: stop - start]
     return out

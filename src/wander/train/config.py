@@ -152,6 +152,9 @@ class InterlayerConfig:
     learns the binding curve). ``force_weight``: weight of the in-plane forces in that fit (0:
     energies only). ``r_on``: start of the taper that ends at ``r_off`` (default ``descriptor.rcut``;
     a larger value lets a short-ranged network leave all interlayer energy to this term).
+    ``hide_from_network``: the descriptor's rows of interlayer pairs are switched off smoothly
+    (the term's interlayer indicator), so the network describes each sheet and the term all of
+    the interlayer energy.
     ``params``: starting values (default: Kolmogorov-Crespi graphite).
     """
 
@@ -162,6 +165,7 @@ class InterlayerConfig:
     fit_steps: int = 1500
     r_on: float = 5.0
     r_off: float | None = None
+    hide_from_network: bool = False
     normal_on: float = 1.7
     normal_off: float = 2.1
     h_on: float = 1.0
