@@ -314,10 +314,11 @@ def run_workflow(
         save_figure(plot_displacement(disp, layer=relaxed.arrays["layer"], which=1), str(out / "displacement.png"))
         maps["max_inplane_displacement_A"] = float(np.linalg.norm(disp.values[:, :2], axis=1).max())
     width = max(ldos_width, 0.5 * fb.width)
-    # eigenvectors (dense, or the states nearest the flat bands by shift-invert), never stochastic
-    # KPM here: with 16 random vectors the per-atom LDOS of a large cell is noise of either sign
-    lmap = ldos_map(ham, relaxed, fb.centre, width=width, kgrid=ldos_kgrid, method="exact",
-                    n_eig=max(64, 4 * fb.n_flat))
+    # eigenvectors (dense on the k-grid, or for a large cell the states nearest the flat bands at Gamma
+    # by shift-invert), never stochastic KPM here: with 16 random vectors the per-atom LDOS of a large
+    # cell is noise of either sign
+    lmap = ldos_map(ham, relaxed, fb.centre, width=width, kgrid=ldos_kgrid if method == "exact" else (1, 1, 1),
+                    method="exact", n_eig=max(16, 4 * fb.n_flat))
     save_figure(plot_map(lmap, cmap="inferno", title=f"LDOS at flat-band centre (width {1e3 * width:.1f} meV)"),
                 str(out / "ldos.png"))
     labels, sampled = reg.extra["label"], reg.extra["atoms"]
