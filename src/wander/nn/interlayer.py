@@ -18,8 +18,8 @@ of ``M_i`` equals ``l1 l2 n n^T`` for exactly planar neighbours, so ``P_i = adj(
 is the normal projector of a flat sheet and a smooth, rotation-covariant generalisation of it for a
 corrugated one. No layer labels are needed: a pair counts as interlayer through a smooth switch of
 its out-of-plane separation ``h_ij^2 = r^T P_i r`` (0 below ``h_on``, 1 above ``h_off``), applied
-from both ends. The whole term goes to zero smoothly between ``r_on`` and ``r_off`` (the model's
-``rcut`` at most), so it uses the force field's own neighbour list and forces and virial stay exact
+from both ends. The whole term goes to zero smoothly between ``r_on`` and ``r_off``; it uses the
+force field's own neighbour list (whose cutoff covers ``r_off``), and forces and virial stay exact
 derivatives.
 
 Parameters are stored in eV and Angstrom; :func:`fit_interlayer` fits them to labelled frames (the
@@ -126,13 +126,16 @@ class KolmogorovCrespi(nn.Module):
         safe = torch.where(ok, tr, torch.ones_like(tr))
         return torch.where(ok[:, None, None], adj / safe[:, None, None], torch.zeros_like(adj))
 
-    def forward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, n_atoms: int) -> torch.Tensor:
-        """Per-atom interlayer energy (N,) eV; half of every pair energy goes to each atom."""
+    def forward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, n_atoms: int,
+                proj: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-atom interlayer energy (N,) eV; half of every pair energy goes to each atom. ``proj``:
+        the :meth:`normal_projectors` of these edges when already computed."""
         vec = edge_vec.to(self.C0.dtype)
         out = torch.zeros(n_atoms, dtype=vec.dtype, device=vec.device)
         if vec.shape[0] == 0:
             return out
-        proj = self.normal_projectors(vec, edge_index, n_atoms)
+        if proj is None:
+            proj = self.normal_projectors(vec, edge_index, n_atoms)
         i, j = edge_index[0], edge_index[1]
         return out.index_add(0, i, self.edge_energies(vec, proj[i], proj[j]))
 
@@ -143,9 +146,8 @@ class KolmogorovCrespi(nn.Module):
         r2 = (vec * vec).sum(-1)
         cand = (r2 < self.r_off ** 2) & (r2 > self.h_on ** 2)
         out = torch.zeros_like(r2)
-        vec, r2, proj_i, proj_j = vec[cand], r2[cand], proj_i[cand], proj_j[cand]
-        h2_i = torch.einsum("ea,eab,eb->e", vec, proj_i, vec)
-        h2_j = torch.einsum("ea,eab,eb->e", vec, proj_j, vec)
+        vec, r2 = vec[cand], r2[cand]
+        h2_i, h2_j = self._heights2(vec, proj_i[cand], proj_j[cand])
         w_pair = self._interlayer_weight(h2_i) * self._interlayer_weight(h2_j)
         r = torch.sqrt(r2)
         taper = smooth_switch(r, self.r_on, self.r_off)
@@ -157,9 +159,13 @@ class KolmogorovCrespi(nn.Module):
 
     def pair_weight(self, vec: torch.Tensor, proj_i: torch.Tensor, proj_j: torch.Tensor) -> torch.Tensor:
         """Smooth interlayer indicator (E,) of edges: 1 for pairs in different sheets, 0 within one."""
-        h2_i = torch.einsum("ea,eab,eb->e", vec, proj_i, vec)
-        h2_j = torch.einsum("ea,eab,eb->e", vec, proj_j, vec)
+        h2_i, h2_j = self._heights2(vec, proj_i, proj_j)
         return self._interlayer_weight(h2_i) * self._interlayer_weight(h2_j)
+
+    @staticmethod
+    def _heights2(vec: torch.Tensor, proj_i: torch.Tensor, proj_j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared out-of-plane separations ``r^T P_i r`` and ``r^T P_j r`` of edges."""
+        return (torch.einsum("ea,eab,eb->e", vec, proj_i, vec), torch.einsum("ea,eab,eb->e", vec, proj_j, vec))
 
     def _interlayer_weight(self, h2: torch.Tensor) -> torch.Tensor:
         h = torch.sqrt(h2.clamp(min=self.h_on ** 2))

@@ -87,17 +87,13 @@ class ForceField(nn.Module):
             resnet_dt=f.get("resnet_dt", True), activation_function=f.get("activation_function", "tanh"),
             seed=f.get("seed"), dtype=dtype,
         )
-        interlayer = None
+        interlayer, hide = None, False
         il = model.get("interlayer")
-        if il is not None:
-            interlayer = KolmogorovCrespi(
-                r_on=il.get("r_on", 5.0), r_off=il.get("r_off") or descriptor.rcut,
-                normal_on=il.get("normal_on", 1.7),
-                normal_off=il.get("normal_off", 2.1), h_on=il.get("h_on", 1.0), h_off=il.get("h_off", 2.0),
-                params=il.get("params"), dtype=dtype,
-            )
-        return cls(model["type_map"], descriptor, fitting, interlayer,
-                   hide_other_layer=bool(il.get("hide_from_network", False)) if il is not None else False)
+        if il is not None:  # keys left out keep KolmogorovCrespi's defaults
+            geometry = {k: il[k] for k in ("r_on", "normal_on", "normal_off", "h_on", "h_off", "params") if k in il}
+            interlayer = KolmogorovCrespi(r_off=il.get("r_off") or descriptor.rcut, dtype=dtype, **geometry)
+            hide = bool(il.get("hide_from_network", False))
+        return cls(model["type_map"], descriptor, fitting, interlayer, hide_other_layer=hide)
 
     @property
     def rcut(self) -> float:
@@ -161,11 +157,15 @@ class ForceField(nn.Module):
             else:
                 pos_s, cell_s = pos, cell
             edge_vec = graph.edge_vectors(pos_s, cell_s)
-            w = self.descriptor_weights(edge_vec, graph.edge_index, pos.shape[0])
+            proj = None  # normals once, for both the term and the descriptor weights
+            if self.interlayer is not None:
+                proj = self.interlayer.normal_projectors(edge_vec.to(self.interlayer.C0.dtype), graph.edge_index,
+                                                         pos.shape[0])
+            w = self.descriptor_weights(edge_vec, graph.edge_index, pos.shape[0], proj)
             desc = self.descriptor(edge_vec, graph.edge_index, graph.species, w)
             atom_energy = self.fitting(desc, graph.species)
             if self.interlayer is not None:
-                atom_energy = atom_energy + self.interlayer(edge_vec, graph.edge_index, pos.shape[0])
+                atom_energy = atom_energy + self.interlayer(edge_vec, graph.edge_index, pos.shape[0], proj)
             energy = torch.zeros(graph.num_frames, dtype=dtype, device=pos.device).index_add(
                 0, graph.batch, atom_energy
             )

@@ -211,17 +211,26 @@ class ModelConfig:
                    "(default descriptor.rcut)")
         h = self.hamiltonian
         if h is not None:
+            cut = self.neighbor_cutoff
             missing = [el for el in self.type_map if el not in h.orbitals]
             _check(not missing, "hamiltonian.orbitals", f"no orbitals for {missing} of type_map")
             extra = sorted(set(h.orbitals) - set(self.type_map))
             _check(not extra, "hamiltonian.orbitals", f"elements {extra} are not in type_map")
-            cut = max(self.descriptor.rcut, (self.interlayer.r_off or 0.0) if self.interlayer else 0.0)
             _check(h.r_env <= cut, "hamiltonian.r_env",
                    f"must be <= the force field's neighbour-list cutoff ({cut}): the heads' densities "
                    "use that list")
             if h.n_electrons is not None:
                 missing = [el for el in self.type_map if el not in h.n_electrons]
                 _check(not missing, "hamiltonian.n_electrons", f"no electron count for {missing}")
+
+
+    @property
+    def neighbor_cutoff(self) -> float:
+        """Cutoff of the neighbour list the force field needs: ``descriptor.rcut`` or the interlayer
+        term's ``r_off``, whichever is larger (Angstrom)."""
+        if self.interlayer is None or self.interlayer.r_off is None:
+            return self.descriptor.rcut
+        return max(self.descriptor.rcut, self.interlayer.r_off)
 
 
 @dataclass(frozen=True)

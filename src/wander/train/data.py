@@ -135,14 +135,15 @@ def load_frame_set(paths: Sequence[str | os.PathLike], type_map: Sequence[str], 
                     raise ValueError(f"{path}: frame {atoms.info.get('config')!r}: {exc}") from exc
             fermi = ham["fermi_energy"][h] if h is not None and "fermi_energy" in ham else \
                 atoms.info.get("fermi_energy", np.nan)
+            shift = 0.0  # added to the targets' onsite energies
             if tgt is not None and hamiltonian.energy_zero == "fermi":
                 if not np.isfinite(fermi):
                     raise ValueError(f"{path}: frame {atoms.info.get('config')!r} has no Fermi level, needed by "
                                      "model.hamiltonian.energy_zero: fermi")
-                tgt = shift_onsite(tgt, -float(fermi))
-            shift = -float(fermi) if hamiltonian is not None and hamiltonian.energy_zero == "fermi" else 0.0
-            if tgt is not None and hamiltonian.energy_zero == "onsite_mean":
+                shift = -float(fermi)
+            elif tgt is not None and hamiltonian.energy_zero == "onsite_mean":
                 shift = -onsite_mean(tgt)
+            if tgt is not None and shift:
                 tgt = shift_onsite(tgt, shift)
             out.graphs.append(AtomGraph.from_atoms(atoms, type_map, cutoff, dtype=dtype, labels=frame_labels(atoms)))
             out.atoms.append(atoms)

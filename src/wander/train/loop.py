@@ -232,9 +232,7 @@ def train(
     model_dict = cfg.to_dict()["model"]
     dtype = PRECISIONS[cfg.model.descriptor.precision]
     type_map = list(cfg.model.type_map)
-    rcut = cfg.model.descriptor.rcut
-    if cfg.model.interlayer is not None:
-        rcut = max(rcut, cfg.model.interlayer.r_off or rcut)
+    rcut = cfg.model.neighbor_cutoff
     hcfg = cfg.model.hamiltonian
 
     train_set = load_frame_set(tcfg.training_data.systems, type_map, rcut, dtype=dtype,
@@ -386,8 +384,9 @@ def train(
 
 
 def _fit_interlayer(ff, train_set, icfg) -> dict[str, Any]:
-    """Fit the interlayer term to the training frames named by ``icfg.fit_configs`` (one energy
-    offset per interlayer distance); returns the fit report for the checkpoint metadata."""
+    """Fit the interlayer term to the training frames named by ``icfg.fit_configs`` (one energy offset
+    for all of them, or one per interlayer distance: ``icfg.fit_offsets``); returns the fit report
+    for the checkpoint metadata."""
     import fnmatch
 
     from wander.nn.interlayer import fit_interlayer
@@ -396,10 +395,9 @@ def _fit_interlayer(ff, train_set, icfg) -> dict[str, Any]:
         log.info("interlayer term: not fitted (fit_configs is null), parameters %s", ff.interlayer.parameter_dict())
         return {"fitted": False, "params": ff.interlayer.parameter_dict()}
     pick, seen = [], set()
-    for k, a in enumerate(train_set.atoms):  # each configuration once, also when oversampled
-        name = str(a.info.get("config", ""))
-        if fnmatch.fnmatch(name, icfg.fit_configs) and (name, id(train_set.graphs[k])) not in seen:
-            seen.add((name, id(train_set.graphs[k])))
+    for k, a in enumerate(train_set.atoms):  # each frame once: oversampled copies share their graph
+        if fnmatch.fnmatch(str(a.info.get("config", "")), icfg.fit_configs) and id(train_set.graphs[k]) not in seen:
+            seen.add(id(train_set.graphs[k]))
             pick.append(k)
     if not pick:
         raise ValueError(f"model.interlayer.fit_configs {icfg.fit_configs!r} matches no training frame "
