@@ -25,7 +25,7 @@ def fmax_of(atoms, calc) -> float:
     return float(np.linalg.norm(a.get_forces(), axis=1).max())
 
 
-@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS", "LBFGS"])
 def test_relax_lowers_energy_and_reaches_fmax(tmp_path, optimizer):
     start = bilayer(1, rattle=0.05, seed=1, boron=())
     before = start.copy()
@@ -77,7 +77,7 @@ def test_relax_with_force_field_lowers_energy():
     model = stiff_model()
     start = bilayer(2, rattle=0.08, seed=5)
     with pytest.warns(RuntimeWarning):  # a random network need not have a minimum nearby
-        out = relax(start, WanderCalculator(model), fmax=0.02, steps=25, progress=False)
+        out = relax(start, WanderCalculator(model), fmax=0.02, steps=25, optimizer="FIRE", progress=False)
     assert out.get_potential_energy() < out.info["relax_energy_initial"] - 1e-3
     frames = out.info["relax_steps"]
     assert frames == 25
@@ -98,6 +98,9 @@ def test_relax_reports_non_convergence_and_bad_input():
         relax(start, BilayerPairPotential(), optimizer="SD")
     with pytest.raises(ValueError, match="fmax"):
         relax(start, BilayerPairPotential(), fmax=0.0)
+    big = bilayer(23, rattle=0.0, boron=())   # 2,116 atoms: a dense BFGS Hessian of 6,348^2 entries
+    with pytest.raises(ValueError, match="LBFGS"):
+        relax(big, BilayerPairPotential(), optimizer="BFGS")
     with pytest.raises(ValueError, match="cell"):
         relax(start, BilayerPairPotential(), cell="z-only")
 

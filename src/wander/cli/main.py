@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("dft", "wander.cli.dft", "DFT + Wannier90 reference-data pipeline"),
     ("train", "wander.cli.train", "train a model from a YAML config"),
     ("test", "wander.cli.test", "evaluate a trained model on a dataset"),
+    ("refit-interlayer", "wander.cli.refit", "refit a trained model's interlayer term to the registry scan"),
 )
 
 

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cell degrees of freedom: fixed, in-plane (2D: xx, yy, xy), full (3D)")
     parser.add_argument("--fmax", type=float, default=0.01, help="force threshold, eV/Angstrom (default 0.01)")
     parser.add_argument("--steps", type=int, default=1000, help="maximum optimizer steps (default 1000)")
-    parser.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
+    parser.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="LBFGS")
     parser.add_argument("--traj", default=None, help="ASE trajectory (.traj) of the relaxation")
     parser.add_argument("--traj-interval", type=int, default=1, help="steps between trajectory frames (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

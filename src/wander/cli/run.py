@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", choices=("fixed", "in-plane"), default="in-plane")
     parser.add_argument("--fmax", type=float, default=0.01, help="eV/Angstrom (default 0.01)")
     parser.add_argument("--steps", type=int, default=1000, help="maximum relaxation steps (default 1000)")
+    parser.add_argument("--optimizer", choices=("LBFGS", "FIRE"), default="LBFGS",
+                        help="relaxation optimizer (default LBFGS)")
     parser.add_argument("--n-flat", type=int, default=4, help="flat bands around charge neutrality (default 4)")
     parser.add_argument("--n-bands", type=int, default=12, help="bands computed per k-point (default 12)")
     parser.add_argument("--npoints", type=int, default=60, help="k-points on the moire path (default 60)")
@@ -30,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=float, default=0.005, help="DOS / LDOS broadening, eV (default 0.005)")
     parser.add_argument("--compare-rigid", action="store_true",
                         help="also compute the rigid structure's bands and plot rigid vs relaxed")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for the sparse band solves (default: the CPU cores, at most 4)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -47,6 +51,13 @@ def _structure(args: argparse.Namespace):
     return twisted_bilayer(args.material, angle=args.angle)
 
 
+def _default_workers() -> int:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -55,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from wander.sim.workflow import run_workflow
 
     t0 = time.perf_counter()
+    workers = args.workers if args.workers is not None else _default_workers()
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     atoms = _structure(args)
     print(f"{atoms.get_chemical_formula()}: {len(atoms)} atoms, angle {atoms.info.get('angle', float('nan')):.4f} deg")
     calc, ckpt = None, None
@@ -74,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_workflow(
             atoms, pred, args.output, calc,
-            relax_options={"fmax": args.fmax, "steps": args.steps, "cell": args.cell},
+            relax_options={"fmax": args.fmax, "steps": args.steps, "cell": args.cell,
+                           "optimizer": args.optimizer},
             n_flat=args.n_flat, n_bands=args.n_bands, npoints=args.npoints,
             dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width, ldos_width=args.width,
-            memory_options=mem, compare_rigid=args.compare_rigid, progress=not args.no_progress,
+            memory_options=mem, compare_rigid=args.compare_rigid, workers=workers, progress=not args.no_progress,
         )
     except InsufficientMemoryError as exc:
         print(f"wander run: {exc}")

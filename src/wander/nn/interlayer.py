@@ -185,12 +185,16 @@ class KolmogorovCrespi(nn.Module):
 
 def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: Sequence[int] | None = None,
                    force_weight: float = 1.0, in_plane_forces: bool = True, steps: int = 1500,
-                   lr: float = 0.02) -> dict[str, float]:
+                   lr: float = 0.02,
+                   baseline: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
     """Fit the parameters of ``term`` to labelled frames of one composition (e.g. a registry scan).
 
     Minimises ``mean((E_DFT - E_KC - c)^2) / n_atoms^2 + force_weight * mean |F_DFT - F_KC|^2`` over
-    the eight parameters and one offset ``c`` (the frames' intralayer energy), with L-BFGS.
-    Returns the fit report: energy RMSE per frame and force RMSE (meV, meV/A) before and after.
+    the eight parameters and one offset ``c`` per group of frames (the frames' intralayer energy),
+    with Adam. ``baseline`` = (frame energies (B,), forces (N, 3)) of the rest of a model (e.g. its
+    trained network, :func:`refit_interlayer`) is subtracted from the labels first, so that the term
+    is fitted to what the rest leaves. Returns the fit report: energy RMSE per frame and force RMSE
+    (meV, meV/A) before and after.
     """
     if not graphs:
         raise ValueError("fit_interlayer: no frames to fit")
@@ -211,6 +215,12 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
     counts = onehot.sum(0) @ onehot.T
     e_ref = batch.labels["energy"].to(dtype)
     f_ref = batch.labels["forces"].to(dtype)
+    if baseline is not None:
+        e_base, f_base = (torch.as_tensor(x).to(dtype) for x in baseline)
+        if e_base.shape != e_ref.shape or f_base.shape != f_ref.shape:
+            raise ValueError(f"fit_interlayer: baseline shapes {tuple(e_base.shape)}, {tuple(f_base.shape)} do not "
+                             f"match the frames ({tuple(e_ref.shape)}, {tuple(f_ref.shape)})")
+        e_ref, f_ref = e_ref - e_base, f_ref - f_base
     names = list(KC_GRAPHITE)
     start = term.parameter_dict()
     raw = {k: torch.tensor(math.log(v) if k in _POSITIVE else v * 1e3, dtype=dtype, requires_grad=True)

@@ -142,6 +142,7 @@ def estimate_memory(
     solver: str = "auto",
     n_bands: int = 8,
     dense_limit: int = 6000,
+    workers: int = 1,
 ) -> MemoryEstimate:
     """Estimate the memory of relaxing ``atoms`` and solving its tight-binding Hamiltonian.
 
@@ -163,7 +164,11 @@ def estimate_memory(
         shift-invert up to 5e4, else KPM).
     n_bands
         Eigenpairs requested from the sparse solver.
+    workers
+        Processes solving k-points at the same time (each holds its own factorisation).
     """
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     n = len(atoms)
     est = MemoryEstimate()
     base = {"structure arrays": int(n * 3 * 8 * 6 + n * 64)}
@@ -202,8 +207,9 @@ def estimate_memory(
         solve["dense H(k) + eigenvectors + workspace"] = int(3.5 * 16 * n_orb ** 2)
     elif solver == "shift-invert":
         fill = LU_FILL_PER_ROW_1E5 * n_orb * np.sqrt(max(n_orb, 1) / 1e5)
-        solve["sparse LU fill"] = int(16 * fill)
-        solve["Lanczos basis"] = int(16 * n_orb * max(2 * n_bands + 1, 20) * 2)
+        solve["sparse LU fill" + (f" x {workers} workers" if workers > 1 else "")] = int(16 * fill * workers)
+        solve["Lanczos basis" + (f" x {workers}" if workers > 1 else "")] = int(
+            16 * n_orb * max(2 * n_bands + 1, 20) * 2 * workers)
     else:
         solve["KPM vectors"] = int(16 * n_orb * KPM_VECTORS)
     est.stages["solver"] = solve

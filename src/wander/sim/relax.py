@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
-__all__ = ["CELL_MODES", "OPTIMIZERS", "relax"]
+__all__ = ["BFGS_MAX_ATOMS", "CELL_MODES", "OPTIMIZERS", "relax"]
 
 #: Voigt masks (xx, yy, zz, yz, xz, xy) of the cell modes; None = positions only.
 CELL_MODES: dict[str, tuple[int, ...] | None] = {
@@ -32,6 +32,9 @@ CELL_MODES: dict[str, tuple[int, ...] | None] = {
     "full": (1, 1, 1, 1, 1, 1),
 }
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+
+#: BFGS keeps a dense (3N + 3)^2 Hessian and diagonalises it every step: refused above this size.
+BFGS_MAX_ATOMS = 2000
 
 
 def _optimizer_class(name: str) -> type:
@@ -50,7 +53,7 @@ def relax(
     fmax: float = 0.01,
     steps: int = 1000,
     cell: str = "fixed",
-    optimizer: str = "FIRE",
+    optimizer: str = "LBFGS",
     trajectory: str | os.PathLike | None = None,
     traj_interval: int = 1,
     progress: bool = True,
@@ -71,7 +74,9 @@ def relax(
     cell
         ``"fixed"``, ``"in-plane"`` (2D systems, pbc ``(T, T, F)``) or ``"full"`` (pbc all True).
     optimizer
-        ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"``.
+        ``"LBFGS"`` (default; on a 3,268-atom twisted bilayer it converged to fmax 0.02 in 69 steps where
+        FIRE had not converged after 800), ``"FIRE"`` or ``"BFGS"`` (dense Hessian: refused above
+        :data:`BFGS_MAX_ATOMS` atoms).
     trajectory
         ASE ``.traj`` file receiving every ``traj_interval``-th step (atoms with cell, energy, forces,
         stress); the last step is always written.
@@ -110,6 +115,9 @@ def relax(
         raise ValueError(f"cell='full' needs pbc (True, True, True), got {pbc}; use 'in-plane' for 2D systems")
     if len(atoms) == 0:
         raise ValueError("cannot relax a structure without atoms")
+    if opt_cls.__name__ == "BFGS" and len(atoms) > BFGS_MAX_ATOMS:
+        raise ValueError(f"BFGS stores and diagonalises a dense Hessian of {3 * len(atoms)}^2 entries every step; "
+                         f"above {BFGS_MAX_ATOMS} atoms use LBFGS (or FIRE)")
 
     work = atoms.copy()
     work.calc = calculator

@@ -121,7 +121,7 @@ def _initial_energy(ham: Any, n_electrons: float) -> float:
 
 
 def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat: int, progress: bool,
-                path: Any = None):
+                path: Any = None, workers: int = 1):
     """Bands near charge neutrality along the moire path (or along ``path``, same fractional k-points):
     ``(BandStructure, BandWindows, FlatBands)``."""
     from ase.spectrum.band_structure import BandStructure
@@ -130,7 +130,8 @@ def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat
 
     guess = _initial_energy(ham, n_electrons)
     path = bandpath_2d(ham.cell, None, npoints) if path is None else path
-    win = band_windows(ham, path.kpts, n_bands=min(n_bands, ham.n_orbitals), energy=guess, progress=progress)
+    win = band_windows(ham, path.kpts, n_bands=min(n_bands, ham.n_orbitals), energy=guess, progress=progress,
+                       workers=workers)
     if win.band_offset is None:
         raise RuntimeError("band indices are unknown (no inertia count): cannot locate the flat bands")
     fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat)
@@ -187,6 +188,7 @@ def run_workflow(
     memory_options: dict[str, Any] | None = None,
     available_memory: int | None = None,
     compare_rigid: bool = False,
+    workers: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -219,6 +221,9 @@ def run_workflow(
     compare_rigid
         Also predict the Hamiltonian of the rigid structure and compute its bands on the same path
         (``bands_rigid.json``, ``bands_rigid_vs_relaxed.png``, ``summary["rigid"]``); only with a relaxation.
+    workers
+        Processes for the sparse band solves (k-points of the path in parallel; each holds one
+        factorisation, which the memory estimate counts).
 
     Returns
     -------
@@ -241,7 +246,7 @@ def run_workflow(
         "n_atoms": len(atoms), "formula": atoms.get_chemical_formula(),
         "angle_deg": atoms.info.get("angle"), "material": atoms.info.get("material"),
     }
-    est = estimate_memory(atoms, relax=calculator is not None, **(memory_options or {}))
+    est = estimate_memory(atoms, relax=calculator is not None, **{"workers": workers, **(memory_options or {})})
     log(est.report())
     check_memory(est, available=available_memory)
     summary["memory"] = {"estimate": est.to_dict()}
@@ -250,7 +255,7 @@ def run_workflow(
     relaxed = atoms
     if calculator is not None:
         t0 = time.perf_counter()
-        opts = {"fmax": 0.01, "steps": 1000, "cell": "in-plane", "optimizer": "FIRE", **(relax_options or {})}
+        opts = {"fmax": 0.01, "steps": 1000, "cell": "in-plane", "optimizer": "LBFGS", **(relax_options or {})}
         relaxed = relax(atoms, calculator, trajectory=out / "relax.traj", traj_interval=10, progress=progress,
                         **opts)
         timings["relax"] = time.perf_counter() - t0
@@ -272,13 +277,13 @@ def run_workflow(
     summary.update(n_orbitals=ham.n_orbitals, n_hoppings=ham.n_hoppings, n_electrons=n_electrons)
 
     t0 = time.perf_counter()
-    bs, win, fb = _path_bands(ham, n_electrons, npoints, n_bands, n_flat, progress)
+    bs, win, fb = _path_bands(ham, n_electrons, npoints, n_bands, n_flat, progress, workers=workers)
     timings["bands"] = time.perf_counter() - t0
     bs.write(str(out / "bands.json"))
     if compare_rigid and relaxed is not atoms:
         t0 = time.perf_counter()
         bs_rigid, _, fb_rigid = _path_bands(predictor(atoms), n_electrons, npoints, n_bands, n_flat, progress,
-                                              path=bs.path)
+                                              path=bs.path, workers=workers)
         timings["rigid_bands"] = time.perf_counter() - t0
         bs_rigid.write(str(out / "bands_rigid.json"))
         summary["rigid"] = {"flat_bands": _flat_summary(fb_rigid)}

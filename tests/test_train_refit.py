@@ -1,0 +1,133 @@
+"""Refitting the interlayer term of a trained model with its network frozen (wander.train.refit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from fixtures.ff.helpers import tiny_model_config
+from fixtures.ff.helpers import one_thread  # noqa: F401  (autouse fixture)
+from wander.data.graph import AtomGraph
+from wander.nn.interlayer import KolmogorovCrespi
+from wander.nn.model import ForceField
+from wander.train.refit import refit_interlayer
+
+RCUT = 6.0
+PER_ATOM = 0.37  # eV: a constant the labels carry and the refitted model must take into its bias
+
+
+def _shifted_bilayer(shift_frac, d: float, a: float = 2.46) -> Atoms:
+    cell = np.array([[a, 0, 0], [a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 20.0]])
+    frac = np.array([[0, 0], [1 / 3, 1 / 3]])
+    xy = np.concatenate([frac, frac + np.asarray(shift_frac)]) @ cell[:2, :2]
+    z = np.r_[0.0, 0.0, d, d] + 8.0
+    return Atoms("C4", positions=np.column_stack([xy, z]), cell=cell, pbc=(True, True, False))
+
+
+def _model() -> ForceField:
+    cfg = tiny_model_config(type_map=("C",), rcut=RCUT, rcut_smth=0.5, sel=[80])
+    cfg["interlayer"] = {}
+    return ForceField.from_config(cfg).eval()
+
+
+def _frames(model: ForceField, truth: KolmogorovCrespi) -> list[Atoms]:
+    """Scan frames and a few rattled bilayers labelled by ``model``'s network + ``truth`` + a constant."""
+    network = ForceField(model.type_map, model.descriptor, model.fitting).eval()
+    frames = []
+    shifts = [(0, 0), (1 / 6, 1 / 6), (1 / 3, 1 / 3), (0.5, 0.5), (0.25, 0.0)]
+    for d in (3.25, 3.45, 3.65):
+        for k, s in enumerate(shifts):
+            a = _shifted_bilayer(s, d)
+            a.info["config"] = f"scan_{int(d * 100)}_{k}"
+            frames.append(a)
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        a = _shifted_bilayer((rng.uniform(), rng.uniform()), 3.4).repeat((2, 1, 1))
+        a.positions += rng.normal(0, 0.03, a.positions.shape)
+        a.info["config"] = f"other_{k}"
+        frames.append(a)
+    for a in frames:
+        g = AtomGraph.from_atoms(a, model.type_map, model.rcut)
+        out = network(g, compute_virial=False)
+        e_kc, f_kc = truth.energy_forces(g)
+        a.calc = SinglePointCalculator(a, energy=float(out["energy"] + e_kc.detach()) + PER_ATOM * len(a),
+                                       forces=(out["forces"] + f_kc.detach()).numpy())
+    return frames
+
+
+def _errors(model: ForceField, frames: list[Atoms]) -> np.ndarray:
+    out = []
+    for a in frames:
+        e = model(AtomGraph.from_atoms(a, model.type_map, model.rcut), compute_forces=False,
+                  compute_virial=False)["energy"]
+        out.append((float(e) - a.get_potential_energy()) / len(a))
+    return np.array(out)
+
+
+def test_refit_recovers_the_term_and_the_absolute_energies() -> None:
+    model = _model()
+    truth = KolmogorovCrespi(params={"C0": 24e-3, "A": 14e-3, "delta": 0.75})
+    frames = _frames(model, truth)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("interlayer.")
+              and k != "fitting.bias_atom_e"}
+    before = _errors(model, frames)
+    rep = refit_interlayer(model, frames, fit_configs="scan_*", steps=800)
+    after = _errors(model, frames)
+    assert rep["frames_fitted"] == 15 and rep["frames_bias"] == 18
+    assert rep["scan_rmse_meV_after"] < 0.2 * rep["scan_rmse_meV_before"]
+    # the network is untouched; only the term and the per-type bias moved
+    for k, v in model.state_dict().items():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k
+    assert abs(rep["bias_shift_eV"]["C"] - PER_ATOM) < 0.01
+    assert np.abs(after).max() < 0.1 * np.abs(before).max()
+    assert np.abs(after).max() < 2e-3                          # eV/atom, frames outside the fit included
+
+
+def test_refit_needs_a_term_and_matching_frames() -> None:
+    model = _model()
+    frames = _frames(model, KolmogorovCrespi())
+    with pytest.raises(ValueError, match="matches no frame"):
+        refit_interlayer(model, frames, fit_configs="nothing_*", steps=5)
+    plain = ForceField.from_config(tiny_model_config(type_map=("C",), rcut=RCUT, rcut_smth=0.5, sel=[80]))
+    with pytest.raises(ValueError, match="no interlayer term"):
+        refit_interlayer(plain, frames, steps=5)
+
+
+def test_cli_refits_a_checkpoint_and_keeps_the_rest(tmp_path, capsys) -> None:
+    from ase.io import write
+
+    from wander.cli.main import main
+    from wander.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from wander.train.config import parse_config
+
+    model = _model()
+    frames = _frames(model, KolmogorovCrespi(params={"C0": 22e-3}))
+    for a in frames:
+        a.info["split"] = "train"
+    frames[-1].info["split"] = "valid"
+    data = tmp_path / "frames.extxyz"
+    write(data, frames)
+    cfg_model = tiny_model_config(type_map=("C",), rcut=RCUT, rcut_smth=0.5, sel=[80])
+    cfg_model["interlayer"] = {}
+    cfg = parse_config({"model": cfg_model, "training": {"training_data": {"systems": [str(data)]}}})
+    src = tmp_path / "model.pt"
+    save_checkpoint(src, cfg, model, step=7, metadata={"note": "kept"})
+    dst = tmp_path / "refit.pt"
+    assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(dst), "--fit-configs", "scan_*",
+                 "--steps", "300"]) == 0
+    payload = load_checkpoint(dst)
+    meta = payload["metadata"]
+    assert meta["note"] == "kept" and payload["step"] == 7
+    assert meta["interlayer_refit"]["frames_bias"] == len(frames) - 1     # the valid frame stays out
+    refit = load_model(dst)
+    assert refit.interlayer.parameter_dict() != model.interlayer.parameter_dict()
+    assert np.abs(_errors(refit, frames)).max() < np.abs(_errors(model, frames)).max()
+    capsys.readouterr()
+    assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(tmp_path / "x.pt"),
+                 "--split", "test"]) != 0
+    assert "no frames with info['split'] == 'test'" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
