@@ -135,3 +135,64 @@ def test_not_a_config_dir(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_configuration(tmp_path, ReplayLauncher())
     assert read_status(tmp_path) == {"state": "pending"}
+
+
+def test_forcefield_only_configuration_runs_scf_and_collects_without_hamiltonian(tmp_path, capsys, config_dir):
+    from wander.cli.main import main
+    from wander.dft.dataset import append_configuration, load_hamiltonians, summary_markdown
+    from wander.train.data import read_dataset_frames
+
+    atoms = read(FIX / "blg_w90" / "scf.in", format="espresso-in")
+    atoms.pbc = (True, True, False)
+    atoms.arrays["layer"] = np.array([0, 0, 1, 1])
+    src = tmp_path / "found.extxyz"
+    atoms.calc = None
+    from ase.io import write
+
+    write(src, [atoms, atoms], format="extxyz")
+    root = tmp_path / "al"
+    # no converged SCF grid known: refused
+    assert main(["dft", "add", str(src), "--material", "graphene", "--root", str(root), "--prefix", "blgal"]) == 2
+    assert "give --scf-k-spacing" in capsys.readouterr().err and not root.exists()
+    assert main(["dft", "add", str(src), "--material", "graphene", "--root", str(root), "--prefix", "blgal",
+                 "--scf-k-spacing", "0.165"]) == 0
+    dirs = sorted(root.glob("blgal_*"))
+    assert [d.name for d in dirs] == ["blgal_0000", "blgal_0001"]
+    cfg = json.loads((dirs[0] / "config.json").read_text())
+    assert cfg["params"]["labels"] == "forcefield" and cfg["preset"]["scf_k_spacing"] == 0.165
+
+    lau = ReplayLauncher()
+    st = run_configuration(dirs[0], lau)
+    assert st["state"] == "done" and lau.calls == ["scf"]  # no Wannier steps
+    assert "18 18 1 0 0 0" in (dirs[0] / "scf.in").read_text()
+    res = json.loads((dirs[0] / "result.json").read_text())
+    assert res["labels"] == "forcefield" and res["scf_kgrid"] == [18, 18, 1]
+
+    # a full configuration first, then the force-field-only one: its frame has no H blocks
+    ds = tmp_path / "ds"
+    assert run_configuration(config_dir, ReplayLauncher())["state"] == "done"
+    assert append_configuration(ds, config_dir) and append_configuration(ds, dirs[0])
+    frames, ham, index = read_dataset_frames(ds)
+    assert [f.info["config"] for f in frames] == ["blg_0000", "blgal_0000"] and index == [0, None]
+    ff = frames[1]
+    assert ff.info["labels"] == "forcefield"
+    assert load_hamiltonians(ds)["frame_names"].tolist() == ["blg_0000"]
+    ref = read(FIX / "qe" / "blg_scf.out", format="espresso-out")
+    np.testing.assert_allclose(ff.get_forces(), ref.get_forces(), atol=1e-6)
+    meta = json.loads((ds / "metadata.json").read_text())
+    assert meta["configurations"]["blgal_0000"]["labels"] == "forcefield"
+    assert meta["statistics"]["forcefield_only"] == 1
+    assert "force-field labels only (no Wannier run) | 1" in summary_markdown(ds)
+
+
+def test_add_rejects_structures_without_layers(tmp_path, capsys):
+    from ase.io import write
+
+    from wander.cli.main import main
+
+    atoms = read(FIX / "blg_w90" / "scf.in", format="espresso-in")
+    atoms.pbc = (True, True, False)
+    write(tmp_path / "x.extxyz", atoms)
+    assert main(["dft", "add", str(tmp_path / "x.extxyz"), "--material", "graphene", "--root",
+                 str(tmp_path / "r"), "--prefix", "x", "--scf-k-spacing", "0.165"]) == 2
+    assert "arrays['layer']" in capsys.readouterr().err and not (tmp_path / "r").exists()

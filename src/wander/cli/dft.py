@@ -5,6 +5,7 @@ Subcommands::
     wander dft sample --material graphene -n 200 --seed 1 --root runs/blg
     wander dft scan --material graphene --distances 3.45 3.25 3.65 --root runs/blgscan
     wander dft twist-config --m 1 --n 2 --k-spacing 0.24 --out runs/tbg_21.79
+    wander dft add found.extxyz --material graphene --root runs/blgal --prefix blgal --scf-k-spacing 0.165
     wander dft run runs/blg/blg_0000 [...]
     wander dft run-set runs/blg --dataset datasets/blg [--limit N] [--max-atoms 12]
     wander dft status runs/blg
@@ -53,6 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--scf-k-spacing", type=float, default=None,
                    help="denser SCF grid for energies / forces / stress (1/Angstrom incl. 2 pi)")
     p.add_argument("--out", required=True, help="configuration directory to create")
+
+    p = sub.add_parser("add", help="write configuration directories of given structures (e.g. structures "
+                                    "a model got wrong, for active learning)")
+    p.add_argument("structures", nargs="+", help="extxyz files (every frame is one configuration); "
+                   "pbc (T, T, F) and arrays['layer'] required")
+    p.add_argument("--material", required=True, choices=["graphene", "mos2"], help="preset")
+    p.add_argument("--root", required=True, help="folder receiving one directory per configuration")
+    p.add_argument("--prefix", required=True, help="configuration names: PREFIX_0000, PREFIX_0001, ...")
+    p.add_argument("--labels", choices=["forcefield", "full"], default="forcefield",
+                   help="forcefield: SCF only (energy, forces, stress; default); full: also the Wannier run")
+    p.add_argument("--scf-k-spacing", type=float, default=None,
+                   help="SCF grid spacing (1/Angstrom incl. 2 pi); required for force-field labels "
+                        "unless the preset sets one (0.165 for the graphene datasets)")
 
     p = sub.add_parser("run", help="run (or resume) configuration directories")
     p.add_argument("dirs", nargs="+")
@@ -155,6 +169,40 @@ def _twist_config(args) -> int:
     return 0
 
 
+def _add(args) -> int:
+    import numpy as np
+    from ase import Atoms
+    from ase.io import read
+
+    from wander.dft.pipeline import write_configuration
+    from wander.dft.presets import get_preset
+
+    preset = get_preset(args.material)
+    if args.scf_k_spacing is not None:
+        if args.scf_k_spacing <= 0:
+            raise ValueError(f"--scf-k-spacing must be > 0, got {args.scf_k_spacing}")
+        preset.scf_k_spacing = args.scf_k_spacing
+    if args.labels == "forcefield" and preset.scf_k_spacing is None:
+        raise ValueError("force-field labels need a converged SCF grid: give --scf-k-spacing "
+                         "(0.165 for the graphene datasets)")
+    root = Path(args.root)
+    existing = {d.name for d in root.glob(f"{args.prefix}_*") if (d / "config.json").exists()}
+    index = len(existing)
+    for path in args.structures:
+        for k, atoms in enumerate(read(path, index=":")):
+            if tuple(atoms.pbc) != (True, True, False) or "layer" not in atoms.arrays:
+                raise ValueError(f"{path} frame {k}: need pbc (True, True, False) and arrays['layer']")
+            clean = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+            clean.arrays["layer"] = np.asarray(atoms.arrays["layer"]).copy()
+            name = f"{args.prefix}_{index:04d}"
+            params = {"kind": "added", "source": f"{Path(path).name}:{k}", "labels": args.labels,
+                      "material": args.material, "natoms": len(atoms)}
+            write_configuration(root / name, clean, params, preset)
+            print(f"{root / name}: {len(atoms)} atoms from {path} frame {k}")
+            index += 1
+    return 0
+
+
 def _run(args) -> int:
     from wander.dft.pipeline import run_configuration
 
@@ -251,7 +299,7 @@ def _summary(args) -> int:
 
 
 def run(args) -> int:
-    handlers = {"sample": _sample, "scan": _scan, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
+    handlers = {"sample": _sample, "scan": _scan, "add": _add, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
                 "collect": _collect, "summary": _summary, "relabel": _relabel}
     return handlers[args.dft_command](args)
 

@@ -156,14 +156,18 @@ def _gate_stats(confs: dict) -> dict:
     for c in failed:
         reasons[c.get("reason") or "unknown"] = reasons.get(c.get("reason") or "unknown", 0) + 1
     st["failure_reasons"] = reasons
+    wannier = [c for c in done if c.get("labels", "full") != "forcefield"]
     if done:
+        st["forcefield_only"] = len(done) - len(wannier)
+    if wannier:
         for w in ("0.5", "1", "1.5"):
-            arr = np.array([c["band_errors"][w]["max_meV"] for c in done])
+            arr = np.array([c["band_errors"][w]["max_meV"] for c in wannier])
             st[f"band_err_max_meV_{w}eV"] = {"median": float(np.median(arr)), "max": float(arr.max())}
-        sp = np.array([c["max_spread"] for c in done])
+        sp = np.array([c["max_spread"] for c in wannier])
         st["max_spread_A2"] = {"median": float(np.median(sp)), "max": float(sp.max())}
-        co = np.array([c["max_centre_offset"] for c in done])
+        co = np.array([c["max_centre_offset"] for c in wannier])
         st["max_centre_offset_A"] = {"median": float(np.median(co)), "max": float(co.max())}
+    if done:
         st["splits"] = {s: sum(c["split"] == s for c in done) for s in ("train", "valid")}
         st["atoms"] = {str(k): sum(c["natoms"] == k for c in done)
                        for k in sorted({c["natoms"] for c in done})}
@@ -173,7 +177,8 @@ def _gate_stats(confs: dict) -> dict:
 def append_configuration(dataset: str | os.PathLike, config_dir: str | os.PathLike) -> bool:
     """Record one finished or failed configuration in ``dataset``.
 
-    Finished configurations add a frame (extxyz + H blocks, DeePMD files rewritten);
+    Finished configurations add a frame (extxyz + H blocks, DeePMD files rewritten; force-field-only
+    configurations, ``params["labels"] == "forcefield"``, add no H blocks);
     failed ones only add their reason to ``metadata.json``.  Already recorded names
     and unfinished configurations are ignored.  Returns True if something was added.
     """
@@ -202,26 +207,31 @@ def append_configuration(dataset: str | os.PathLike, config_dir: str | os.PathLi
         atoms = read(d / "structure.extxyz", format="extxyz")
         scf = read_pw_output(d / "scf.out")
         result = json.loads((d / "result.json").read_text())
-        gate = result["gate"]
         split = split_of(d.name, cfg["params"])
         frame = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell,
                       pbc=atoms.pbc)
         frame.arrays["layer"] = atoms.arrays["layer"].copy()
         frame.calc = SinglePointCalculator(frame, energy=scf.energy, forces=scf.forces,
                                            stress=scf.stress)
-        frame.info.update(config=d.name, split=split, fermi_energy=scf.fermi_energy,
-                          num_wann=result["num_wann"],
-                          band_err_max_meV_1eV=gate["band_errors"]["1"]["max_meV"])
-        blocks = frame_blocks(atoms, d / "wan_hr.dat", d / "wan_wsvec.dat", d / "wan.nnkp")
-        _append_frame(ds, frame, blocks, d.name, scf.fermi_energy,
-                      [gate["band_errors"][w]["max_meV"] for w in ("0.5", "1", "1.5")])
-        entry.update(split=split, natoms=len(atoms), fermi_energy=scf.fermi_energy,
-                     energy=scf.energy, band_errors=gate["band_errors"],
-                     max_spread=gate["max_spread"], max_centre_offset=gate["max_centre_offset"],
-                     kgrid=result["kgrid"], scf_kgrid=result.get("scf_kgrid", result["kgrid"]),
-                     max_imag_dropped=blocks["max_imag"],
-                     frozen_window_rel_EF_eV=result.get("frozen_window_rel_EF_eV"))
-        meta["settings"] = cfg["preset"]
+        frame.info.update(config=d.name, split=split, fermi_energy=scf.fermi_energy)
+        entry.update(split=split, natoms=len(atoms), fermi_energy=scf.fermi_energy, energy=scf.energy,
+                     scf_kgrid=result.get("scf_kgrid", result.get("kgrid")))
+        if cfg["params"].get("labels", "full") == "forcefield":  # SCF labels only, no Hamiltonian
+            frame.info["labels"] = "forcefield"
+            _write_frames(ds, frame, d.name)
+            entry.update(labels="forcefield", max_force=result["max_force_eV_A"])
+        else:
+            gate = result["gate"]
+            frame.info.update(num_wann=result["num_wann"],
+                              band_err_max_meV_1eV=gate["band_errors"]["1"]["max_meV"])
+            blocks = frame_blocks(atoms, d / "wan_hr.dat", d / "wan_wsvec.dat", d / "wan.nnkp")
+            _append_frame(ds, frame, blocks, d.name, scf.fermi_energy,
+                          [gate["band_errors"][w]["max_meV"] for w in ("0.5", "1", "1.5")])
+            entry.update(band_errors=gate["band_errors"], max_spread=gate["max_spread"],
+                         max_centre_offset=gate["max_centre_offset"], kgrid=result["kgrid"],
+                         max_imag_dropped=blocks["max_imag"],
+                         frozen_window_rel_EF_eV=result.get("frozen_window_rel_EF_eV"))
+            meta["settings"] = cfg["preset"]
         meta["code_versions"] = _versions(d)
     confs[d.name] = entry
     meta.update({
@@ -251,13 +261,24 @@ def append_configuration(dataset: str | os.PathLike, config_dir: str | os.PathLi
     return True
 
 
-def _append_frame(ds: Path, frame: Atoms, blocks: dict, name: str, ef: float,
-                  band_err: list[float]) -> None:
+def _frames_tmp(ds: Path, frame: Atoms, name: str) -> Path:
+    """frames.extxyz with ``frame`` replacing any frame of ``name``, written to a temporary file."""
     xyz = ds / "frames.extxyz"
     frames = read(xyz, index=":", format="extxyz") if xyz.exists() else []
     frames = [f for f in frames if f.info.get("config") != name] + [frame]
     tmp = ds / ".frames.tmp.extxyz"
     write(tmp, frames, format="extxyz")
+    return tmp
+
+
+def _write_frames(ds: Path, frame: Atoms, name: str) -> None:
+    os.replace(_frames_tmp(ds, frame, name), ds / "frames.extxyz")
+
+
+def _append_frame(ds: Path, frame: Atoms, blocks: dict, name: str, ef: float,
+                  band_err: list[float]) -> None:
+    xyz = ds / "frames.extxyz"
+    tmp = _frames_tmp(ds, frame, name)
     old = load_hamiltonians(ds)
     if old and name in set(old["frame_names"].tolist()):  # npz written, extxyz not yet
         os.replace(tmp, xyz)
@@ -314,14 +335,18 @@ def summary_markdown(dataset: str | os.PathLike) -> str:
             kinds[key] = kinds.get(key, 0) + 1
         rows.append(("frames by kind", ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))))
         rows.append(("train / valid", f"{st['splits']['train']} / {st['splits']['valid']}"))
+        if st.get("forcefield_only"):
+            rows.append(("force-field labels only (no Wannier run)", str(st["forcefield_only"])))
         for w in ("0.5", "1", "1.5"):
-            s = st[f"band_err_max_meV_{w}eV"]
-            rows.append((f"max band error within +-{w} eV (median / worst)",
-                         f"{s['median']:.1f} / {s['max']:.1f} meV"))
-        rows.append(("largest spread (median / worst)",
-                     f"{st['max_spread_A2']['median']:.2f} / {st['max_spread_A2']['max']:.2f} A^2"))
-        rows.append(("centre offset from host atom (worst)",
-                     f"{st['max_centre_offset_A']['max']:.3f} A"))
+            s = st.get(f"band_err_max_meV_{w}eV")
+            if s is not None:
+                rows.append((f"max band error within +-{w} eV (median / worst)",
+                             f"{s['median']:.1f} / {s['max']:.1f} meV"))
+        if "max_spread_A2" in st:
+            rows.append(("largest spread (median / worst)",
+                         f"{st['max_spread_A2']['median']:.2f} / {st['max_spread_A2']['max']:.2f} A^2"))
+            rows.append(("centre offset from host atom (worst)",
+                         f"{st['max_centre_offset_A']['max']:.3f} A"))
         grids: dict[str, int] = {}
         for c in done:
             g = c.get("scf_kgrid", c.get("kgrid"))

@@ -1,5 +1,6 @@
 """Run one configuration directory: SCF -> NSCF -> wannier90 -pp -> pw2wannier90 ->
-wannier90 -> check bands -> quality gate.
+wannier90 -> check bands -> quality gate.  A configuration whose ``params["labels"]`` is
+``"forcefield"`` (``wander dft add``) runs the SCF only and keeps energy, forces and stress.
 
 A configuration directory holds ``config.json`` (sampling parameters and the full
 preset) and ``structure.extxyz``.  Each finished step leaves ``.done.<step>``; a
@@ -39,9 +40,11 @@ from wander.dft.wannier_output import (assign_orbitals, load_wsvec, read_amn_eig
 from wander.io import read_hr
 
 __all__ = ["Launcher", "StepError", "run_configuration", "write_configuration", "read_status",
-           "STEPS", "SEED", "PREFIX"]
+           "steps_of", "STEPS", "FF_STEPS", "SEED", "PREFIX"]
 
 STEPS = ("scf", "nscf", "wpp", "pw2wan", "w90", "check", "gate")
+FF_STEPS = ("scf", "ffresult")  # params["labels"] == "forcefield": no Wannier step
+LABELS = ("full", "forcefield")
 SEED = "wan"
 PREFIX = "pw"
 SCRATCH = ("tmp", f"{SEED}.mmn", f"{SEED}.amn", f"{SEED}.chk", f"{SEED}.eig")
@@ -116,6 +119,14 @@ def write_configuration(directory: str | os.PathLike, atoms: Atoms, params: dict
     return d
 
 
+def steps_of(params: dict) -> tuple[str, ...]:
+    """The steps a configuration runs: :data:`STEPS`, or :data:`FF_STEPS` for force-field labels only."""
+    labels = params.get("labels", "full")
+    if labels not in LABELS:
+        raise ValueError(f"params['labels'] must be one of {LABELS}, got {labels!r}")
+    return FF_STEPS if labels == "forcefield" else STEPS
+
+
 def read_status(directory: str | os.PathLike) -> dict:
     """``status.json`` of a configuration (``{"state": "pending"}`` if none)."""
     p = Path(directory) / "status.json"
@@ -175,15 +186,16 @@ def run_configuration(directory: str | os.PathLike, launcher: Launcher | None = 
     if status.get("state") == "failed" and not retry_failed:
         return status
     cfg, atoms, preset = _load(d)
+    steps = steps_of(cfg["params"])
     if not _acquire_lock(d):
         return {"state": "locked"}
-    if not (d / "tmp").exists() and not (d / ".done.pw2wan").exists():
+    if steps == STEPS and not (d / "tmp").exists() and not (d / ".done.pw2wan").exists():
         for step in STEPS:  # scratch is gone: later steps need the SCF charge density
             (d / f".done.{step}").unlink(missing_ok=True)
     try:
         _set_status(d, state="running", error=None, reason=None)
         timings = dict(status.get("timings", {}))
-        for step in STEPS:
+        for step in steps:
             if (d / f".done.{step}").exists():
                 continue
             _set_status(d, step=step)
@@ -326,6 +338,14 @@ def _step_gate(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> Non
         raise StepError("quality_gate", f"{d}: " + "; ".join(gate.reasons))
 
 
+def _step_ffresult(d: Path, atoms: Atoms, preset: Preset, launcher: Launcher) -> None:
+    """``result.json`` of a force-field-only configuration (the SCF step already checked its output)."""
+    scf = read_pw_output(d / "scf.out")
+    result = {"fermi_energy_eV": scf.fermi_energy, "energy_eV": scf.energy, "scf_kgrid": list(preset.pw.kgrid),
+              "max_force_eV_A": float(np.abs(scf.forces).max()), "labels": "forcefield"}
+    atomic_write_text(d / "result.json", json.dumps(result, indent=1) + "\n")
+
+
 def _frozen_rel(d: Path, ef: float) -> list[float]:
     vals = {}
     for ln in (d / f"{SEED}.win").read_text().splitlines():
@@ -336,4 +356,5 @@ def _frozen_rel(d: Path, ef: float) -> list[float]:
 
 
 _STEP_FUNCS = {"scf": _step_scf, "nscf": _step_nscf, "wpp": _step_wpp, "pw2wan": _step_pw2wan,
-               "w90": _step_w90, "check": _step_check, "gate": _step_gate}
+               "w90": _step_w90, "check": _step_check, "gate": _step_gate,
+               "ffresult": _step_ffresult}

@@ -1,0 +1,142 @@
+"""Scale checks of the shipped model on twisted bilayer graphene beyond the benchmark suite's sizes.
+
+    python3 bench/scale.py relax1e5   # 0.33 deg cell (114,076 atoms): LBFGS relaxation, ML H, KPM DOS
+    python3 bench/scale.py h1e6       # 0.105 deg cell (998,788 atoms): ML Hamiltonian, KPM DOS
+    python3 bench/scale.py all        # both (smoke: a 364-atom cell, to check the script)
+
+Each stage runs in a fresh child process (its peak RSS is its own), prints its figures and merges
+them into ``bench/scale_results.json`` (machine, versions, date, load average). The relaxation of
+``relax1e5`` writes ``scale_work/relax1e5.<part>.traj`` (every 5th step) and a rerun after a kill
+starts from the last frame written.
+These runs take tens of minutes each on 2 cores, so they are not part of ``bench/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BENCH, loadavg, machine_info, peak_rss, rss, versions  # noqa: E402
+
+RESULTS = BENCH / "scale_results.json"
+WORK = BENCH.parent / "scale_work"
+CASES = {"relax1e5": 0.33, "h1e6": 0.105, "smoke": 6.01}  # smoke: a 364-atom check of the script
+RELAX = ("relax1e5", "smoke")
+GIB = 2**30
+
+
+def _stamp(out: dict, key: str, t0: float, c0: float) -> None:
+    out[key] = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
+                "rss_GiB": round(rss() / GIB, 3), "peak_rss_GiB": round(peak_rss() / GIB, 3), "load": loadavg()}
+    print(f"  {key}: {out[key]}", flush=True)
+
+
+def _kpm(ham, out: dict, moments: int, vectors: int) -> None:
+    from wander.tb import density_of_states
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    dos = density_of_states(ham, (1, 1, 1), method="kpm", moments=moments, vectors=vectors, npts=800, seed=0,
+                            progress=True)
+    _stamp(out, "kpm_dos", t0, c0)
+    e, w = dos.get_energies(), dos.get_weights()
+    de = e[1] - e[0]
+    out["kpm_dos"].update(moments=moments, vectors=vectors, states_integrated=float(w.sum() * de),
+                          n_orbitals=ham.n_orbitals)
+    np.savez_compressed(WORK / f"{out['case']}_dos.npz", energies=e, weights=w)
+
+
+def stage(case: str, steps: int, fmax: float, moments: int, vectors: int) -> dict:
+    from wander.pretrained import resolve_model
+    from wander.sim.predictors import checkpoint_predictor
+    from wander.structures import twisted_bilayer
+
+    WORK.mkdir(exist_ok=True)
+    out: dict = {"case": case, "date": dt.datetime.now().isoformat(timespec="seconds")}
+    t0, c0 = time.perf_counter(), time.process_time()
+    atoms = twisted_bilayer("graphene", angle=CASES[case])
+    out.update(n_atoms=len(atoms), angle_deg=float(atoms.info["angle"]))
+    _stamp(out, "build", t0, c0)
+    ckpt = resolve_model(None)
+    if case in RELAX:
+        from ase.io import read
+
+        from wander.calculator import WanderCalculator
+        from wander.sim.relax import relax
+
+        parts = sorted(WORK.glob(f"{case}.*.traj"), key=lambda f: int(f.name.split(".")[1]))
+        parts = [f for f in parts if f.stat().st_size > 0]
+        start = atoms
+        if parts:  # resume from the last written frame of the previous part
+            last = read(parts[-1], -1)
+            start = atoms.copy()
+            start.positions, start.cell = last.positions, last.cell
+            out["resumed_from"] = parts[-1].name
+        traj = WORK / f"{case}.{len(parts)}.traj"
+        calc = WanderCalculator(ckpt, precision="float32")
+        t0, c0 = time.perf_counter(), time.process_time()
+        relaxed = relax(start, calc, fmax=fmax, steps=steps, cell="in-plane", optimizer="LBFGS",
+                        trajectory=str(traj), traj_interval=5, progress=True)
+        _stamp(out, "relax", t0, c0)
+        z = relaxed.positions[:, 2]
+        layer = relaxed.arrays["layer"]
+        out["relax"].update(steps=int(relaxed.info["relax_steps"]), converged=bool(relaxed.info["relax_converged"]),
+                            fmax_final=float(relaxed.info["relax_fmax"]), fmax_target=fmax,
+                            energy_initial_eV=float(relaxed.info["relax_energy_initial"]),
+                            energy_final_eV=float(relaxed.get_potential_energy()),
+                            mean_interlayer_A=float(z[layer == 1].mean() - z[layer == 0].mean()))
+        atoms = relaxed
+        del calc
+    t0, c0 = time.perf_counter(), time.process_time()
+    ham = checkpoint_predictor(ckpt)(atoms)
+    _stamp(out, "ml_hamiltonian", t0, c0)
+    out["ml_hamiltonian"].update(n_orbitals=ham.n_orbitals, n_hoppings=int(ham.n_hoppings))
+    _kpm(ham, out, moments, vectors)
+    out["peak_rss_GiB"] = round(peak_rss() / GIB, 3)
+    return out
+
+
+def _merge(result: dict) -> None:
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data.setdefault("runs", {})[result["case"]] = result
+    data.update(machine=machine_info(), versions=versions(), updated=dt.datetime.now().isoformat(timespec="seconds"))
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("case", choices=(*CASES, "all"))
+    p.add_argument("--steps", type=int, default=600, help="relaxation step limit (relax1e5)")
+    p.add_argument("--fmax", type=float, default=0.02, help="relaxation target, eV/A (relax1e5)")
+    p.add_argument("--moments", type=int, default=2000, help="KPM moments")
+    p.add_argument("--vectors", type=int, default=8, help="KPM random vectors")
+    p.add_argument("--threads", type=int, default=2, help="torch / BLAS threads")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        _merge(stage(args.case, args.steps, args.fmax, args.moments, args.vectors))
+        return 0
+    rc = 0
+    for case in ("relax1e5", "h1e6") if args.case == "all" else (args.case,):
+        print(f"== {case} ({CASES[case]} deg)", flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
+        cmd = [sys.executable, __file__, case, "--child", "--steps", str(args.steps), "--fmax", str(args.fmax),
+               "--moments", str(args.moments), "--vectors", str(args.vectors), "--threads", str(args.threads)]
+        rc = max(rc, subprocess.call(cmd, env=env))
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
