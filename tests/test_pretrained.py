@@ -64,3 +64,30 @@ def test_stacking_landscape_matches_dft(report) -> None:
 def test_binding_minimum_and_lattice_constant(report) -> None:
     assert abs(report.d_min - DFT_AB_DMIN) <= 0.15    # the shipped model: 3.65 A
     assert report.a0 is not None and 2.45 < report.a0 < 2.49
+
+
+def _energy_minimum(calc, make, distances) -> tuple[float, np.ndarray]:
+    e = []
+    for d in distances:
+        atoms = make(d)
+        atoms.calc = calc
+        e.append(atoms.get_potential_energy() / len(atoms))
+    e = np.array(e)
+    return float(distances[int(np.argmin(e))]), e
+
+
+def test_binding_curves_of_aa_and_of_a_twisted_cell(calc) -> None:
+    """A relaxation moves the layers to the minimum of the binding curve of the local registry:
+    DFT puts it at 3.54 A (AB) and 3.62 A (AA; parabolas through the registry scan). A model whose
+    twisted cells bind at 4 A (seen with a network that learned its own interlayer dependence)
+    would give a 1.05 deg cell the wrong interlayer distance and flat bands."""
+    from wander.structures import bilayer, graphene, twisted_bilayer
+
+    ds = np.arange(3.2, 4.31, 0.05)
+    d_aa, _ = _energy_minimum(calc, lambda d: bilayer(graphene(), stacking="AA", distance=d), ds)
+    d_tw, e_tw = _energy_minimum(calc, lambda d: twisted_bilayer("graphene", m=1, n=2, distance=d), ds)
+    assert 3.5 <= d_aa <= 3.85
+    assert 3.45 <= d_tw <= 3.75
+    # bound: 0.5 A beyond its minimum the energy keeps rising towards the binding energy
+    far = e_tw[np.searchsorted(ds, d_tw + 0.5 - 1e-9)]
+    assert far - e_tw.min() > 1e-3

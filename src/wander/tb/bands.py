@@ -181,20 +181,25 @@ def _chunk_rows(bounds):
 def _sparse_rows_parallel(asm, kpts, gauge, n_bands, energy, lo, bar, workers):
     """:func:`_sparse_rows` over contiguous chunks of k-points in forked processes."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     if "fork" not in mp.get_all_start_methods() or lo is None:
         return _sparse_rows(asm, kpts, gauge, n_bands, energy, lo, bar)
-    n_chunks = min(len(kpts), 2 * workers)
+    # chunks of about 3 neighbouring k-points: the starting vector carries over within a chunk, and
+    # the progress bar moves as each chunk finishes (in any order)
+    n_chunks = min(len(kpts), max(2 * workers, -(-len(kpts) // 3)))
     edges = np.linspace(0, len(kpts), n_chunks + 1).round().astype(int)
+    bounds = list(zip(edges[:-1], edges[1:]))
     _FORKED.update(asm=asm, kpts=kpts, gauge=gauge, n_bands=n_bands, energy=energy, lo=lo)
     try:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-            parts = []
-            for (a, b), part in zip(zip(edges[:-1], edges[1:]), pool.map(_chunk_rows, zip(edges[:-1], edges[1:]))):
-                parts.append(part)
+            futures = {pool.submit(_chunk_rows, ab): i for i, ab in enumerate(bounds)}
+            parts: list = [None] * len(bounds)
+            for fut in as_completed(futures):
+                i = futures[fut]
+                parts[i] = fut.result()
                 if bar is not None:
-                    bar.update(b - a)
+                    bar.update(int(bounds[i][1] - bounds[i][0]))
     finally:
         _FORKED.clear()
     return np.vstack([p[0] for p in parts]), lo, all(p[1] for p in parts)
