@@ -138,6 +138,10 @@ def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat
     return BandStructure(path, win.energies[None], reference=fb.fermi_level), win, fb
 
 
+def _angle_label(angle: float | None) -> str:
+    return "" if angle is None else f"{angle:.2f}°"
+
+
 def _flat_summary(fb: FlatBands) -> dict[str, Any]:
     return {
         "fermi_level_eV": fb.fermi_level, "centre_eV": fb.centre, "width_meV": 1e3 * fb.width,
@@ -166,7 +170,7 @@ def _plot_rigid_vs_relaxed(bs_rigid, fb_rigid: FlatBands, bs, fb: FlatBands, sum
     ax.legend([Line2D([], [], color="0.6"), Line2D([], [], color="C3")],
               [f"rigid: flat width {1e3 * fb_rigid.width:.1f} meV",
                f"relaxed: flat width {1e3 * fb.width:.1f} meV"], loc="upper right", fontsize=8)
-    ax.set_title(f"{summary['formula']} {summary['angle_deg'] or ''}°: rigid vs relaxed")
+    ax.set_title(f"{summary['formula']} {_angle_label(summary['angle_deg'])}: rigid vs relaxed")
     return fig
 
 
@@ -297,7 +301,7 @@ def run_workflow(
     timings["dos"] = time.perf_counter() - t0
     lo = min(-2 * fb.width, -0.1) if fb.gap_below is None else -(fb.fermi_level - fb.centre + fb.width) - 0.1
     save_figure(plot_band_structure(bs, dos=dos, emin=lo, emax=-lo,
-                                    title=f"{summary['formula']} {summary['angle_deg'] or ''}°"), str(out / "bands.png"))
+                                    title=f"{summary['formula']} {_angle_label(summary['angle_deg'])}"), str(out / "bands.png"))
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
