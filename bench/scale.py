@@ -97,7 +97,7 @@ def stage(case: str, steps: int, fmax: float, moments: int, vectors: int) -> dic
         atoms = relaxed
         del calc
     t0, c0 = time.perf_counter(), time.process_time()
-    ham = checkpoint_predictor(ckpt)(atoms)
+    ham = checkpoint_predictor(ckpt, progress=True)(atoms)
     _stamp(out, "ml_hamiltonian", t0, c0)
     out["ml_hamiltonian"].update(n_orbitals=ham.n_orbitals, n_hoppings=int(ham.n_hoppings))
     _kpm(ham, out, moments, vectors)

@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
         from wander.calculator import WanderCalculator
 
         calc = WanderCalculator(ckpt, device=args.device, chunk_atoms=args.chunk_atoms, precision=args.precision)
-    pred = pz_predictor(args.tb_model) if args.tb_model is not None else checkpoint_predictor(ckpt)
+    if args.tb_model is not None:
+        pred = pz_predictor(args.tb_model)
+    else:
+        pred = checkpoint_predictor(ckpt, progress=not args.no_progress)
     mem = {"chunk_atoms": args.chunk_atoms}
     if calc is not None:
         d = calc.model.descriptor

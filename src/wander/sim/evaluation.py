@@ -235,9 +235,12 @@ def _chunk_inputs(model: torch.nn.Module, nlist: CompactNeighborList, species: t
 @torch.no_grad()
 def compute_descriptors(
     model: torch.nn.Module, atoms: Atoms, nlist: CompactNeighborList, chunk_atoms: int = 8192,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", progress: bool = False,
 ) -> torch.Tensor:
-    """Per-atom se_e2_a descriptors (N, dim_out) of ``atoms``, computed chunk by chunk (no autograd)."""
+    """Per-atom se_e2_a descriptors (N, dim_out) of ``atoms``, computed chunk by chunk (no autograd;
+    ``progress``: a bar over the chunks)."""
+    from tqdm.auto import tqdm
+
     if chunk_atoms < 1:
         raise ValueError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
     n = len(atoms)
@@ -248,7 +251,8 @@ def compute_descriptors(
     hide = getattr(model, "hide_other_layer", False)
     if hide:
         proj = _NormalProjectors(model.interlayer, nlist, pos, cell, device).proj.detach()
-    for start in range(0, n, chunk_atoms):
+    starts = range(0, n, chunk_atoms)
+    for start in tqdm(starts, desc="descriptors", unit="chunk", disable=not progress or len(starts) < 2):
         stop = min(start + chunk_atoms, n)
         vec, i, j, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
         w = 1.0 - model.interlayer.pair_weight(vec.to(proj.dtype), proj[i], proj[j]) if hide else None

@@ -58,8 +58,10 @@ def has_hamiltonian_heads(payload: dict[str, Any]) -> bool:
     return isinstance(entry, dict) and "heads_config" in entry and "state_dict" in entry
 
 
-def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192) -> HamiltonianPredictor:
-    """Hamiltonian heads of a checkpoint, fed by its force-field descriptor.
+def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192,
+                         progress: bool = False) -> HamiltonianPredictor:
+    """Hamiltonian heads of a checkpoint, fed by its force-field descriptor (``progress``: a bar over
+    the chunks of pairs of large structures).
 
     Raises
     ------
@@ -89,9 +91,9 @@ def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192) -> Ha
 
     def predict(atoms: Atoms) -> Any:
         nl = build_neighbor_list(atoms, ff.rcut)
-        desc = compute_descriptors(ff, atoms, nl, chunk_atoms=chunk_atoms)
+        desc = compute_descriptors(ff, atoms, nl, chunk_atoms=chunk_atoms, progress=progress)
         with torch.no_grad():
-            return predict_hamiltonian(heads, atoms, desc)
+            return predict_hamiltonian(heads, atoms, desc, progress=progress)
 
     def electrons(atoms: Atoms, ham: Any) -> float | None:
         if not per_element:

@@ -100,7 +100,10 @@ def species_of(atoms: Atoms, type_map: tuple[str, ...]) -> np.ndarray:
     return np.fromiter((lookup[s] for s in symbols), dtype=np.int64, count=len(symbols))
 
 
-def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor, chunk_size: int):
+def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor, chunk_size: int,
+                 progress: bool = False):
+    from tqdm.auto import tqdm
+
     from wander.data.neighbors import neighbor_list
 
     cfg = heads.config
@@ -116,7 +119,8 @@ def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tenso
     descriptors = descriptors.to(device)
     with torch.no_grad():
         density = heads.density(species, env_vec, env_index, chunk_size=chunk_size)
-        for s in range(0, len(pairs), chunk_size):
+        starts = range(0, len(pairs), chunk_size)
+        for s in tqdm(starts, desc="hamiltonian", unit="chunk", disable=not progress or len(starts) < 2):
             sl = slice(s, s + chunk_size)
             index = torch.as_tensor(np.stack([pairs.i[sl], pairs.j[sl]]), device=device)
             blk = heads.blocks(descriptors, species, density, index,
@@ -139,11 +143,12 @@ def predict_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Ten
 
 
 def predict_hamiltonian(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor,
-                        chunk_size: int = 50_000) -> Any:
-    """``wander.tb.TBHamiltonian`` predicted for ``atoms``, assembled chunk by chunk."""
+                        chunk_size: int = 50_000, progress: bool = False) -> Any:
+    """``wander.tb.TBHamiltonian`` predicted for ``atoms``, assembled chunk by chunk (``progress``: a
+    bar over the chunks of pairs)."""
     counts = heads.basis.orbital_counts(atoms.get_chemical_symbols())
     parts = []
-    for pairs, sl, blk in _iter_blocks(heads, atoms, descriptors, chunk_size):
+    for pairs, sl, blk in _iter_blocks(heads, atoms, descriptors, chunk_size, progress=progress):
         parts.append(hoppings_from_blocks(pairs.i[sl], pairs.j[sl], pairs.R[sl], blk, counts))
     R, i, j, t = (np.concatenate([p[k] for p in parts]) for k in range(4))
     return to_tb_hamiltonian(atoms, heads.basis, R, i, j, t)
