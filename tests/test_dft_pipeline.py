@@ -160,6 +160,11 @@ def test_forcefield_only_configuration_runs_scf_and_collects_without_hamiltonian
     assert [d.name for d in dirs] == ["blgal_0000", "blgal_0001"]
     cfg = json.loads((dirs[0] / "config.json").read_text())
     assert cfg["params"]["labels"] == "forcefield" and cfg["preset"]["scf_k_spacing"] == 0.165
+    # numbering continues after the highest name in use, also across a gap
+    shutil.copytree(dirs[1], root / "blgal_0005")
+    assert main(["dft", "add", str(src), "--material", "graphene", "--root", str(root), "--prefix", "blgal",
+                 "--scf-k-spacing", "0.165"]) == 0
+    assert sorted(d.name for d in root.glob("blgal_*"))[-2:] == ["blgal_0006", "blgal_0007"]
 
     lau = ReplayLauncher()
     st = run_configuration(dirs[0], lau)

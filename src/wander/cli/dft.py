@@ -186,8 +186,10 @@ def _add(args) -> int:
         raise ValueError("force-field labels need a converged SCF grid: give --scf-k-spacing "
                          "(0.165 for the graphene datasets)")
     root = Path(args.root)
-    existing = {d.name for d in root.glob(f"{args.prefix}_*") if (d / "config.json").exists()}
-    index = len(existing)
+    # continue after the highest number in use (a count would reuse a name after a gap, and
+    # write_configuration keeps an existing directory, so the structure would be dropped silently)
+    used = [d.name[len(args.prefix) + 1:] for d in root.glob(f"{args.prefix}_*") if (d / "config.json").exists()]
+    index = max((int(u) for u in used if u.isdigit()), default=-1) + 1
     for path in args.structures:
         for k, atoms in enumerate(read(path, index=":")):
             if tuple(atoms.pbc) != (True, True, False) or "layer" not in atoms.arrays:

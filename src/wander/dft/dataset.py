@@ -183,7 +183,7 @@ def append_configuration(dataset: str | os.PathLike, config_dir: str | os.PathLi
     and unfinished configurations are ignored.  Returns True if something was added.
     """
     from wander.dft.deepmd_npy import write_deepmd_splits
-    from wander.dft.pipeline import read_status
+    from wander.dft.pipeline import forcefield_only, read_status
 
     ds = Path(dataset)
     d = Path(config_dir)
@@ -216,7 +216,7 @@ def append_configuration(dataset: str | os.PathLike, config_dir: str | os.PathLi
         frame.info.update(config=d.name, split=split, fermi_energy=scf.fermi_energy)
         entry.update(split=split, natoms=len(atoms), fermi_energy=scf.fermi_energy, energy=scf.energy,
                      scf_kgrid=result.get("scf_kgrid", result.get("kgrid")))
-        if cfg["params"].get("labels", "full") == "forcefield":  # SCF labels only, no Hamiltonian
+        if forcefield_only(cfg["params"]):  # SCF labels only, no Hamiltonian
             frame.info["labels"] = "forcefield"
             _write_frames(ds, frame, d.name)
             entry.update(labels="forcefield", max_force=result["max_force_eV_A"])

@@ -40,7 +40,7 @@ from wander.dft.wannier_output import (assign_orbitals, load_wsvec, read_amn_eig
 from wander.io import read_hr
 
 __all__ = ["Launcher", "StepError", "run_configuration", "write_configuration", "read_status",
-           "steps_of", "STEPS", "FF_STEPS", "SEED", "PREFIX"]
+           "forcefield_only", "steps_of", "STEPS", "FF_STEPS", "SEED", "PREFIX"]
 
 STEPS = ("scf", "nscf", "wpp", "pw2wan", "w90", "check", "gate")
 FF_STEPS = ("scf", "ffresult")  # params["labels"] == "forcefield": no Wannier step
@@ -119,12 +119,17 @@ def write_configuration(directory: str | os.PathLike, atoms: Atoms, params: dict
     return d
 
 
-def steps_of(params: dict) -> tuple[str, ...]:
-    """The steps a configuration runs: :data:`STEPS`, or :data:`FF_STEPS` for force-field labels only."""
+def forcefield_only(params: dict) -> bool:
+    """Whether a configuration's ``params`` ask for force-field labels only (no Wannier run)."""
     labels = params.get("labels", "full")
     if labels not in LABELS:
         raise ValueError(f"params['labels'] must be one of {LABELS}, got {labels!r}")
-    return FF_STEPS if labels == "forcefield" else STEPS
+    return labels == "forcefield"
+
+
+def steps_of(params: dict) -> tuple[str, ...]:
+    """The steps a configuration runs: :data:`STEPS`, or :data:`FF_STEPS` for force-field labels only."""
+    return FF_STEPS if forcefield_only(params) else STEPS
 
 
 def read_status(directory: str | os.PathLike) -> dict:
