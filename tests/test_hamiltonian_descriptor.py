@@ -64,3 +64,33 @@ def test_pz_blocks_with_real_descriptor_are_invariant_about_z(setup):
         got = _blocks(atoms, descriptor, "frozen", rot)
     assert float(ref.abs().max()) > 1e-3
     np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("lmax", [2, 4])
+def test_pair_product_equals_the_e3nn_tensor_product(lmax):
+    """PairFeatures.product (channel mixing per atom, CG per pair) gives the numbers of the e3nn
+    fully connected tensor product it replaces, for every output irrep of both parities."""
+    from e3nn import o3
+
+    from wander.nn.hamiltonian.features import PairFeatures, natural_irreps, split_irreps
+
+    torch.manual_seed(0)
+    dens = natural_irreps(3, lmax)
+    needed = {(l, p) for l in range(lmax + 1) for p in (1, -1)}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # so that the module's own CG constants are float64 too
+    try:
+        pf = PairFeatures(dens, lmax, needed, tp_channels=4)
+    finally:
+        torch.set_default_dtype(default)
+    density = torch.randn(7, dens.dim, dtype=torch.float64)
+    index = torch.randint(0, 7, (2, 40))
+    vec = torch.randn(40, 3, dtype=torch.float64)
+    sh = o3.spherical_harmonics(pf.irreps_sh, vec, normalize=True, normalization="component")
+    ref = split_irreps(pf.tp(sh, torch.cat([density[index[0]], density[index[1]]], 1)), pf.irreps_tp)
+    fast = pf.product(sh, density, index)
+    assert set(fast) == set(ref) and len(ref) >= 2 * lmax
+    for key in ref:
+        assert fast[key].shape == ref[key].shape
+        assert torch.allclose(fast[key], ref[key], atol=1e-12, rtol=0), key
+    assert max(float(v.abs().max()) for v in ref.values()) > 0.1

@@ -157,3 +157,30 @@ def test_save_load_round_trip_is_exact(tmp_path):
         assert np.array_equal(getattr(back, name), getattr(ham, name)), name
     assert back.pbc == ham.pbc
     assert [p.name for p in tmp_path.iterdir()] == ["ham.npz"]  # no temporary left behind
+
+
+def test_from_half_hoppings_equals_from_hoppings_without_copies():
+    ham, _ = _random_model(seed=4)
+    rng = np.random.default_rng(5)
+    perm = rng.permutation(ham.n_hoppings)  # any order of the stored half
+    R, i, j, t = (np.array(a[perm]) for a in (ham.R, ham.i, ham.j, ham.t))
+    lean = TBHamiltonian.from_half_hoppings(CELL, ham.orbital_positions, R, i, j, t)
+    assert np.shares_memory(lean.t, t) and not t.flags.writeable  # taken over, not copied
+    for k in ([0.0, 0.0, 0.0], [0.31, -0.17, 0.0]):
+        assert np.abs(lean.hk(k).toarray() - ham.hk(k).toarray()).max() < TOL
+
+
+def test_from_half_hoppings_refuses_what_it_cannot_store():
+    ham, _ = _random_model(seed=6)
+    R, i, j, t = (np.array(a) for a in (ham.R, ham.i, ham.j, ham.t))
+    off = int(np.flatnonzero(R.any(axis=1))[0])
+    with pytest.raises(ValueError, match="more than once"):
+        TBHamiltonian.from_half_hoppings(CELL, ham.orbital_positions, R[[off, off]], i[[off, off]],
+                                         j[[off, off]], t[[off, off]])
+    with pytest.raises(ValueError, match="implied half"):
+        TBHamiltonian.from_half_hoppings(CELL, ham.orbital_positions, -R[[off]], j[[off]], i[[off]],
+                                         np.conj(t[[off]]))
+    with pytest.raises(ValueError, match="onsite"):
+        TBHamiltonian.from_half_hoppings(CELL, ham.orbital_positions, [[0, 0, 0]], [1], [1], [0.2 + 0.1j])
+    with pytest.raises(ValueError, match="non-periodic"):
+        TBHamiltonian.from_half_hoppings(CELL, ham.orbital_positions, [[0, 0, 1]], [0], [1], [1.0])

@@ -107,8 +107,12 @@ def neighbor_list(atoms: Atoms, cutoff: float) -> NeighborList:
         "ijS", positions=np.ascontiguousarray(atoms.positions, dtype=float),
         cell=cell, pbc=np.asarray(atoms.pbc, dtype=bool), cutoff=float(cutoff),
     )
+    if len(i) > 1 and np.any(i[1:] < i[:-1]):  # matscipy already sorts by i; keep the contract anyway
+        order = np.argsort(i, kind="stable")
+        i, j, shift = i[order], j[order], shift[order]
+        del order
+    # one array at a time, so that the narrow originals are freed as they are widened
     i = np.asarray(i, dtype=np.int64)
     j = np.asarray(j, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64).reshape(-1, 3)
-    order = np.argsort(i, kind="stable")
-    return NeighborList(i[order], j[order], shift[order], float(cutoff))
+    return NeighborList(i, j, shift, float(cutoff))

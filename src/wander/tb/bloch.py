@@ -58,54 +58,75 @@ class BlochAssembler:
         diagonal: bool = False,
     ) -> None:
         n = int(n_orbitals)
-        onsite = np.all(R == 0, axis=1) & (i == j)
-        off = ~onsite
+        R = np.asarray(R, dtype=np.int64).reshape(-1, 3)
+        i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+        t = np.asarray(t, dtype=np.complex128)
+        # Built for up to ~1e8 entries: no (m, 3) copy of R is made and every whole-list
+        # temporary is dropped as soon as it has been used.
+        off = ~(np.all(R == 0, axis=1) & (i == j))
+        lo = np.minimum(R.min(axis=0), -R.max(axis=0)) if len(R) else np.zeros(3, dtype=np.int64)
+        span = tuple(int(x) for x in ((np.maximum(R.max(axis=0), -R.min(axis=0)) - lo + 1) if len(R)
+                                      else np.ones(3, dtype=np.int64)))
+        rkey = np.concatenate([np.ravel_multi_index(tuple((R - lo).T), span),
+                               np.ravel_multi_index(tuple((-R[off] - lo).T), span)])
+        tf = np.concatenate([t, np.conj(t[off])])
         rows = np.concatenate([i, j[off]])
         cols = np.concatenate([j, i[off]])
-        Rf = np.concatenate([R, -R[off]])
-        tf = np.concatenate([t, np.conj(t[off])])
+        del off
         if diagonal:
             rows = np.concatenate([rows, np.arange(n)])
             cols = np.concatenate([cols, np.arange(n)])
-            Rf = np.concatenate([Rf, np.zeros((n, 3), dtype=Rf.dtype)])
+            rkey = np.concatenate([rkey, np.full(n, np.ravel_multi_index(tuple(-lo), span))])
             tf = np.concatenate([tf, np.zeros(n, dtype=complex)])
         if order is not None:
             inv = np.empty(n, dtype=np.int64)
             inv[np.asarray(order)] = np.arange(n)
             rows, cols = inv[rows], inv[cols]
+            del inv
             frac_positions = np.asarray(frac_positions)[np.asarray(order)]
-        keys = rows.astype(np.int64) * n + cols
+        keys = rows * n + cols
+        del rows, cols
         perm = np.argsort(keys, kind="stable")
         keys = keys[perm]
+        self._t = tf[perm]
+        del tf
+        rkey = rkey[perm]
+        del perm
         new = np.empty(len(keys), dtype=bool)
         new[:1] = True
         new[1:] = keys[1:] != keys[:-1]
-        self._slot = np.cumsum(new) - 1  # data slot of every sorted entry
         self.nnz = int(new.sum())
         self._merge = self.nnz < len(keys)
-        ukeys = keys[new]
+        # data slot of every sorted entry (the identity, not stored, when no element repeats)
+        self._slot = np.cumsum(new) - 1 if self._merge else None
+        ukeys = keys[new] if self._merge else keys
+        del keys, new
         idx_dtype = np.int32 if max(n, len(ukeys)) < 2**31 else np.int64
         self.indices = (ukeys % n).astype(idx_dtype)
         self.indptr = np.searchsorted(ukeys // n, np.arange(n + 1)).astype(idx_dtype)
         self.shape = (n, n)
-        Rs = Rf[perm]
-        lo = Rs.min(axis=0) if len(Rs) else np.zeros(3, dtype=np.int64)
-        span = (Rs.max(axis=0) - lo + 1) if len(Rs) else np.ones(3, dtype=np.int64)
-        rkey = np.ravel_multi_index(tuple((Rs - lo).T), tuple(int(x) for x in span))
-        ukey, ridx = np.unique(rkey, return_inverse=True)
-        self._R_unique = (np.stack(np.unravel_index(ukey, tuple(int(x) for x in span)), axis=1) + lo).astype(float)
-        self._ridx = ridx.reshape(-1).astype(np.int32)
-        self._t = tf[perm]
-        self._t_real = bool(np.all(self._t.imag == 0))
-        # position-gauge offsets R + tau_j - tau_i, computed on first use
-        self._rows_sorted = rows[perm]
-        self._cols_sorted = cols[perm]
-        self._frac = np.asarray(frac_positions, dtype=float)
-        self._dfrac: np.ndarray | None = None
-        self.diagonal_slots: np.ndarray | None = None
         if diagonal:
             diag_keys = np.arange(n, dtype=np.int64) * (n + 1)
             self.diagonal_slots = np.searchsorted(ukeys, diag_keys)
+        else:
+            self.diagonal_slots = None
+        del ukeys
+        ukey, ridx = np.unique(rkey, return_inverse=True)
+        del rkey
+        self._R_unique = (np.stack(np.unravel_index(ukey, span), axis=1) + lo).astype(float)
+        self._ridx = ridx.reshape(-1).astype(np.int32)
+        del ridx
+        self._t_real = bool(np.all(self._t.imag == 0))
+        self._frac = np.asarray(frac_positions, dtype=float)
+        self._dfrac: np.ndarray | None = None  # position-gauge offsets R + tau_j - tau_i, on first use
+
+    def _sorted_rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of every sorted entry (derived from the CSR pattern)."""
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        cols = self.indices
+        if self._slot is not None:
+            rows, cols = rows[self._slot], cols[self._slot]
+        return rows, cols
 
     def data(self, k: np.ndarray, gauge: str = "lattice") -> np.ndarray:
         """CSR data array of ``H(k)`` (length :attr:`nnz`, complex128)."""
@@ -115,7 +136,8 @@ class BlochAssembler:
         elif gauge == "position":
             if self._dfrac is None:
                 f = self._frac
-                self._dfrac = self._R_unique[self._ridx] + f[self._cols_sorted] - f[self._rows_sorted]
+                rows, cols = self._sorted_rows_cols()
+                self._dfrac = self._R_unique[self._ridx] + f[cols] - f[rows]
             phase = np.exp(2j * np.pi * (self._dfrac @ k))
         else:
             raise ValueError(f"gauge must be one of {GAUGES}, got {gauge!r}")

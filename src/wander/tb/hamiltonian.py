@@ -25,6 +25,10 @@ _NPZ_FORMAT = 1
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only array of ``a``: ``a`` itself when it is already read-only (nobody can change it
+    through this name, and large Hamiltonians are not duplicated), else a read-only copy."""
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        return a
     a = np.array(a, copy=True)
     a.setflags(write=False)
     return a
@@ -182,6 +186,76 @@ class TBHamiltonian:
                     f"hopping {bad} has R={tuple(int(x) for x in R[bad])} along non-periodic direction {axis}"
                 )
         R, i, j, t = canonicalize_hoppings(R, i, j, t, n, hermitian_tol)
+        atoms = np.arange(n) if orbital_atoms is None else orbital_atoms
+        labels = np.full(n, "?") if orbital_labels is None else orbital_labels
+        return cls(np.asarray(cell, dtype=float), pbc, pos, atoms, labels, R, i, j, t)
+
+    @classmethod
+    def from_half_hoppings(
+        cls,
+        cell: np.ndarray,
+        orbital_positions: np.ndarray,
+        R: np.ndarray,
+        i: np.ndarray,
+        j: np.ndarray,
+        t: np.ndarray,
+        *,
+        orbital_atoms: np.ndarray | None = None,
+        orbital_labels: np.ndarray | None = None,
+        pbc: tuple[bool, bool, bool] = (True, True, False),
+        hermitian_tol: float = 1e-6,
+    ) -> TBHamiltonian:
+        """Build from hoppings that are already in the stored half, each ``(R, i, j)`` once.
+
+        The lean path of :meth:`from_hoppings` for large generated Hamiltonians (predicted by a
+        model from a half-stored pair list): the arrays are checked (storage half, no repeated
+        element, integer R, zero R along open axes, finite values, real onsite energies) but not
+        merged, sorted or copied when they already have the stored dtypes (int64 R, i, j;
+        complex128 t); they are made read-only, so the caller must not keep writing to them.
+
+        Raises
+        ------
+        ValueError
+            A hopping in the implied half, a repeated ``(R, i, j)``, or any check of
+            :meth:`from_hoppings` failing.
+        """
+        from wander.tb.hoppings import pair_keys
+
+        pos = np.asarray(orbital_positions, dtype=float)
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise ValueError(f"orbital_positions must have shape (n_orb, 3), got {pos.shape}")
+        n = len(pos)
+        def own(a: np.ndarray, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+            a = np.asarray(a, dtype=dtype)  # the caller's array itself when it has the dtype
+            return a if a.ndim == len(shape) and a.shape[1:] == shape[1:] else a.reshape(shape)
+
+        R = own(R, np.int64, (-1, 3))
+        i, j, t = own(i, np.int64, (-1,)), own(j, np.int64, (-1,)), own(t, np.complex128, (-1,))
+        if not (len(R) == len(i) == len(j) == len(t)):
+            raise ValueError(f"R, i, j, t lengths differ: {len(R)}, {len(i)}, {len(j)}, {len(t)}")
+        if not np.all(np.isfinite(t)):
+            raise ValueError("hopping values must be finite")
+        pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))
+        for axis in range(3):
+            if not pbc[axis] and np.any(R[:, axis] != 0):
+                raise ValueError(f"hoppings with R != 0 along non-periodic direction {axis}")
+        if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
+            raise ValueError(f"orbital index out of range 0..{n - 1}")
+        if np.any(is_lower_half(R, i, j)):
+            raise ValueError("hoppings in the implied half (R < 0, or R = 0 and i > j): use from_hoppings")
+        onsite = (i == j) & ~R.any(axis=1)
+        if np.any(np.abs(t.imag[onsite]) > hermitian_tol):
+            raise ValueError(f"complex onsite energies (|imaginary part| > hermitian_tol {hermitian_tol:g})")
+        keys = pair_keys(R, i, j, n)
+        keys.sort()
+        if len(keys) > 1 and np.any(keys[1:] == keys[:-1]):
+            raise ValueError("a hopping (R, i, j) appears more than once: use from_hoppings, which sums repeats")
+        del keys
+        if np.any(onsite) and np.any(t.imag[onsite] != 0):
+            t = t.copy()
+            t.imag[onsite] = 0.0
+        for a in (R, i, j, t):
+            a.setflags(write=False)
         atoms = np.arange(n) if orbital_atoms is None else orbital_atoms
         labels = np.full(n, "?") if orbital_labels is None else orbital_labels
         return cls(np.asarray(cell, dtype=float), pbc, pos, atoms, labels, R, i, j, t)

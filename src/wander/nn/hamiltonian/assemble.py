@@ -19,7 +19,7 @@ from wander.nn.hamiltonian.basis import OrbitalBasis
 from wander.nn.hamiltonian.categories import PairList, half_stored, hamiltonian_pairs, layers_of
 from wander.nn.hamiltonian.heads import HamiltonianHeads
 
-__all__ = ["hoppings_from_blocks", "predict_blocks", "predict_hamiltonian", "species_of",
+__all__ = ["hopping_counts", "hoppings_from_blocks", "predict_blocks", "predict_hamiltonian", "species_of",
            "tb_from_blocks", "to_tb_hamiltonian"]
 
 DEFAULT_CHUNK = 200_000
@@ -101,7 +101,8 @@ def species_of(atoms: Atoms, type_map: tuple[str, ...]) -> np.ndarray:
 
 
 def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor, chunk_size: int,
-                 progress: bool = False):
+                 progress: bool = False, pairs: PairList | None = None):
+    """Yield ``(pairs, slice, blocks)`` chunk by chunk; bond vectors are formed per chunk."""
     from tqdm.auto import tqdm
 
     from wander.data.neighbors import neighbor_list
@@ -114,17 +115,23 @@ def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tenso
     env = neighbor_list(atoms, cfg.r_env)
     env_vec = torch.as_tensor(env.vectors(atoms.positions, atoms.cell), dtype=dtype, device=device)
     env_index = torch.as_tensor(np.stack([env.i, env.j]), device=device)
-    pairs = hamiltonian_pairs(atoms, cfg.r_cut, cfg.r_near, layered=cfg.layered)
-    vec = pairs.vectors(atoms)
-    descriptors = descriptors.to(device)
+    del env
     with torch.no_grad():
         density = heads.density(species, env_vec, env_index, chunk_size=chunk_size)
+    del env_vec, env_index
+    if pairs is None:
+        pairs = hamiltonian_pairs(atoms, cfg.r_cut, cfg.r_near, layered=cfg.layered)
+    pos, cell = atoms.positions, np.asarray(atoms.cell, dtype=float)
+    descriptors = descriptors.to(device)
+    with torch.no_grad():
         starts = range(0, len(pairs), chunk_size)
         for s in tqdm(starts, desc="hamiltonian", unit="chunk", disable=not progress or len(starts) < 2):
             sl = slice(s, s + chunk_size)
-            index = torch.as_tensor(np.stack([pairs.i[sl], pairs.j[sl]]), device=device)
+            pi, pj = pairs.i[sl], pairs.j[sl]
+            vec = pos[pj] - pos[pi] + pairs.R[sl] @ cell
+            index = torch.as_tensor(np.stack([pi, pj]), device=device)
             blk = heads.blocks(descriptors, species, density, index,
-                               torch.as_tensor(vec[sl], dtype=dtype, device=device), layer)
+                               torch.as_tensor(vec, dtype=dtype, device=device), layer)
             yield pairs, sl, blk.cpu().numpy()
 
 
@@ -142,13 +149,46 @@ def predict_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Ten
     return pairs, np.concatenate(parts)
 
 
+def hopping_counts(pairs: PairList, counts: np.ndarray) -> np.ndarray:
+    """Orbital hoppings every half-stored pair contributes: ``c_i c_j``, or ``c_i (c_i + 1) / 2``
+    for an onsite block (its upper triangle)."""
+    ci, cj = counts[pairs.i], counts[pairs.j]
+    onsite = (pairs.i == pairs.j) & ~pairs.R.any(axis=1)
+    return np.where(onsite, ci * (ci + 1) // 2, ci * cj)
+
+
 def predict_hamiltonian(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor,
                         chunk_size: int = 50_000, progress: bool = False) -> Any:
     """``wander.tb.TBHamiltonian`` predicted for ``atoms``, assembled chunk by chunk (``progress``: a
-    bar over the chunks of pairs)."""
-    counts = heads.basis.orbital_counts(atoms.get_chemical_symbols())
-    parts = []
-    for pairs, sl, blk in _iter_blocks(heads, atoms, descriptors, chunk_size, progress=progress):
-        parts.append(hoppings_from_blocks(pairs.i[sl], pairs.j[sl], pairs.R[sl], blk, counts))
-    R, i, j, t = (np.concatenate([p[k] for p in parts]) for k in range(4))
-    return to_tb_hamiltonian(atoms, heads.basis, R, i, j, t)
+    bar over the chunks of pairs).
+
+    Memory: the half-stored pair list and the final hopping arrays (allocated once, at their final
+    size, and filled chunk by chunk) are the only arrays over all pairs; bond vectors, features and
+    blocks exist one chunk at a time. The Hamiltonian is built by
+    :meth:`~wander.tb.TBHamiltonian.from_half_hoppings` (the pair list is half-stored and has no
+    repeats by construction, so nothing is merged, sorted or copied).
+    """
+    from wander.tb import TBHamiltonian
+
+    cfg = heads.config
+    counts = heads.basis.orbital_counts(atoms.get_chemical_symbols()).astype(np.int64)
+    pairs = hamiltonian_pairs(atoms, cfg.r_cut, cfg.r_near, layered=cfg.layered)
+    total = int(hopping_counts(pairs, counts).sum())
+    R = np.empty((total, 3), dtype=np.int64)
+    i = np.empty(total, dtype=np.int64)
+    j = np.empty(total, dtype=np.int64)
+    t = np.empty(total, dtype=np.complex128)
+    at = 0
+    for _, sl, blk in _iter_blocks(heads, atoms, descriptors, chunk_size, progress=progress, pairs=pairs):
+        hR, hi, hj, ht = hoppings_from_blocks(pairs.i[sl], pairs.j[sl], pairs.R[sl], blk, counts)
+        end = at + len(ht)
+        R[at:end], i[at:end], j[at:end], t[at:end] = hR, hi, hj, ht
+        at = end
+    if at != total:
+        raise RuntimeError(f"predicted {at} hoppings, expected {total}")
+    del pairs
+    orbital_atoms, orbital_labels, _ = heads.basis.orbital_table(atoms.get_chemical_symbols())
+    return TBHamiltonian.from_half_hoppings(
+        np.asarray(atoms.cell, dtype=float), atoms.positions[orbital_atoms], R, i, j, t,
+        orbital_atoms=orbital_atoms, orbital_labels=orbital_labels, pbc=tuple(bool(p) for p in atoms.pbc),
+    )

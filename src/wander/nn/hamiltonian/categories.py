@@ -124,6 +124,16 @@ def assign_categories(distance: np.ndarray, same_layer: np.ndarray | None, r_nea
     return cat
 
 
+def _distances(atoms: Atoms, i: np.ndarray, j: np.ndarray, R: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """``|x_j + R @ cell - x_i|`` (Angstrom) of pairs, in chunks (no (P, 3) temporary)."""
+    pos, cell = atoms.positions, np.asarray(atoms.cell, dtype=float)
+    out = np.empty(len(i))
+    for s in range(0, len(i), chunk):
+        sl = slice(s, s + chunk)
+        out[sl] = np.linalg.norm(pos[j[sl]] - pos[i[sl]] + R[sl] @ cell, axis=1)
+    return out
+
+
 def hamiltonian_pairs(atoms: Atoms, r_cut: float, r_near: float, layered: bool = True,
                       onsite: bool = True) -> PairList:
     """All half-stored pairs closer than ``r_cut``, onsite entries first.
@@ -142,14 +152,19 @@ def hamiltonian_pairs(atoms: Atoms, r_cut: float, r_near: float, layered: bool =
     if not 0 < r_near <= r_cut:
         raise ValueError(f"need 0 < r_near <= r_cut, got r_near={r_near}, r_cut={r_cut}")
     layer = layers_of(atoms, required=layered) if layered else None
+    # Whole-structure arrays are freed as soon as they are used: this list is built for up to 1e6
+    # atoms (about 5e7 pairs), where every int64 (P,) array is 0.4 GB.
     nl = neighbor_list(atoms, r_cut)
     keep = half_stored(nl.i, nl.j, nl.shift)
     i, j, R = nl.i[keep], nl.j[keep], nl.shift[keep]
-    dist = np.linalg.norm(nl.vectors(atoms.positions, atoms.cell)[keep], axis=1)
+    del nl, keep
     order = np.lexsort((R[:, 2], R[:, 1], R[:, 0], j, i))
-    i, j, R, dist = i[order], j[order], R[order], dist[order]
+    i, j, R = i[order], j[order], R[order]
+    del order
+    dist = _distances(atoms, i, j, R)
     same = None if layer is None else layer[i] == layer[j]
     cat = assign_categories(dist, same, r_near)
+    del same
     if onsite:
         n = len(atoms)
         idx = np.arange(n, dtype=np.int64)
@@ -157,4 +172,5 @@ def hamiltonian_pairs(atoms: Atoms, r_cut: float, r_near: float, layered: bool =
         R = np.concatenate([np.zeros((n, 3), dtype=np.int64), R])
         cat = np.concatenate([np.full(n, ONSITE, dtype=np.int64), cat])
         dist = np.concatenate([np.zeros(n), dist])
-    return PairList(i.astype(np.int64), j.astype(np.int64), R.astype(np.int64), cat, dist)
+    return PairList(i.astype(np.int64, copy=False), j.astype(np.int64, copy=False), R.astype(np.int64, copy=False),
+                    cat, dist)

@@ -195,10 +195,49 @@ class PairFeatures(nn.Module):
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
         a_i, a_j = density[index[0]], density[index[1]]
         bank_i, bank_j = split_irreps(a_i, self.density_irreps), split_irreps(a_j, self.density_irreps)
-        prod = split_irreps(self.tp(sh, torch.cat([a_i, a_j], dim=1)), self.irreps_tp)
+        prod = self.product(sh, density, index)
         bank = _merge(split_irreps(sh, self.irreps_sh), bank_i, bank_j, prod)
         scalars = torch.cat([bank_i[(0, 1)][:, :, 0], bank_j[(0, 1)][:, :, 0], prod[(0, 1)][:, :, 0]], 1)
         return bank, scalars
+
+
+    def product(self, sh: torch.Tensor, density: torch.Tensor, index: torch.Tensor) -> Bank:
+        """``split_irreps(self.tp(sh, cat([A_i, A_j])), irreps_tp)``, computed in the cheaper order.
+
+        Every path of the fully connected product is ``pw * CG(Y^l1, sum_v w[v, c] A[v])``: it is
+        linear in ``A``, so the channel mixing ``sum_v w[v, c] A_v`` is done once per *atom* of the
+        batch (not per pair), the two halves ``A_i``, ``A_j`` of a path are added before the
+        Clebsch-Gordan contraction, and only that small contraction runs per pair. The numbers are
+        those of the e3nn module (tested to rounding), several times faster.
+        """
+        n_density = len(self.density_irreps)
+        atoms, local = torch.unique(index.reshape(-1), return_inverse=True)
+        local = local.reshape(2, -1)
+        bank = split_irreps(density[atoms], self.density_irreps)
+        sh_l = [sh[:, l * l:(l + 1) ** 2] for l in range(self.lmax + 1)]
+        groups: dict[tuple[int, int, int], list[torch.Tensor | None]] = {}
+        flat = 0
+        for ins in self.tp.instructions:
+            size = ins.path_shape[0] * ins.path_shape[1] * ins.path_shape[2]
+            w = self.tp.weight[flat:flat + size].reshape(ins.path_shape)[0] * ins.path_weight  # (v, c)
+            flat += size
+            side, i2 = divmod(ins.i_in2, n_density)
+            groups.setdefault((ins.i_in1, i2, ins.i_out), [None, None])[side] = w
+        out: dict[int, torch.Tensor] = {}
+        for (i1, i2, io), weights in groups.items():
+            l1, ir2, ir3 = self.irreps_sh[i1].ir.l, self.density_irreps[i2].ir, self.irreps_tp[io].ir
+            a = bank[(ir2.l, ir2.p)]                                            # (U, v, 2 l2 + 1)
+            mixed = None
+            for side, w in enumerate(weights):
+                if w is not None:
+                    m = torch.einsum("vc,uvj->ucj", w, a).contiguous().index_select(0, local[side])
+                    mixed = m if mixed is None else mixed + m                   # (Z, c, 2 l2 + 1)
+            cg = o3.wigner_3j(l1, ir2.l, ir3.l, dtype=a.dtype, device=a.device)
+            r = torch.bmm(mixed, torch.einsum("zi,ijk->zjk", sh_l[l1], cg))    # (Z, c, 2 l3 + 1)
+            out[io] = r if io not in out else out[io] + r
+        z = index.shape[1]
+        return {(mul_ir.ir.l, mul_ir.ir.p): out[io] if io in out else  # an irrep no path reaches: zeros
+                sh.new_zeros(z, mul_ir.mul, mul_ir.ir.dim) for io, mul_ir in enumerate(self.irreps_tp)}
 
 
 class OnsiteFeatures(nn.Module):
