@@ -55,6 +55,20 @@ def _kpm(ham, out: dict, moments: int, vectors: int) -> None:
     np.savez_compressed(WORK / f"{out['case']}_dos.npz", energies=e, weights=w)
 
 
+def _estimate(atoms, ckpt, relax: bool) -> dict:
+    """The package's memory estimate of this case (peak and per-stage GiB), to set beside the measured peak."""
+    from wander.sim.memory import estimate_memory
+    from wander.train.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(ckpt)
+    heads, desc = payload["hamiltonian"]["heads_config"], payload["config"]["model"]["descriptor"]
+    est = estimate_memory(atoms, model_cutoff=desc["rcut"], descriptor_neurons=tuple(desc["neuron"]),
+                          axis_neuron=desc["axis_neuron"], relax=relax, hopping_cutoff=heads["r_cut"],
+                          solver="kpm", descriptor_dim=heads["descriptor_dim"])
+    return {"peak_GiB": round(est.peak / GIB, 2),
+            **{f"{name}_GiB": round(est.stage_total(name) / GIB, 2) for name in est.stages}}
+
+
 def stage(case: str, steps: int, fmax: float, moments: int, vectors: int) -> dict:
     from wander.pretrained import resolve_model
     from wander.sim.predictors import checkpoint_predictor
@@ -67,6 +81,8 @@ def stage(case: str, steps: int, fmax: float, moments: int, vectors: int) -> dic
     out.update(n_atoms=len(atoms), angle_deg=float(atoms.info["angle"]))
     _stamp(out, "build", t0, c0)
     ckpt = resolve_model(None)
+    out["estimate"] = _estimate(atoms, ckpt, relax=case in RELAX)
+    print(f"  estimate: {out['estimate']}", flush=True)
     if case in RELAX:
         from ase.io import read
 

@@ -80,11 +80,21 @@ def test_run_end_to_end_tbg_21deg(tmp_path, checkpoint, capsys):
     assert bs.reference == pytest.approx(fb["fermi_level_eV"])
     assert s["memory"]["peak_rss_bytes"] > 0 and s["memory"]["estimate"]["peak_bytes"] > 0
     assert set(s["timings_s"]) == {"relax", "hamiltonian", "bands", "rigid_bands", "dos", "maps"}
-    # the rigid comparison is the Moon-Koshino model of the unrelaxed cell on the same path
+    # the rigid comparison is the Moon-Koshino model of the unrelaxed cell, moved to the relaxed mean
+    # interlayer distance (the default --rigid-distance relaxed), on the same path
     rigid = BandStructure.read(str(out / "bands_rigid.json"))
     np.testing.assert_allclose(rigid.path.kpts, bs.path.kpts)
-    e0 = np.array([np.linalg.eigvalsh(moon_koshino(twisted_bilayer("graphene", m=1, n=2)).hk(k).toarray())
-                   for k in bs.path.kpts])
+    built, ref = twisted_bilayer("graphene", m=1, n=2), read(out / "structure_rigid_reference.extxyz")
+    top = built.arrays["layer"] == 1
+    d_relaxed = relaxed.positions[top, 2].mean() - relaxed.positions[~top, 2].mean()
+    assert s["rigid"]["interlayer_distance"] == "relaxed"
+    assert s["rigid"]["mean_interlayer_distance_A"] == pytest.approx(d_relaxed, abs=1e-6)  # extxyz digits
+    np.testing.assert_allclose(ref.positions[:, :2], built.positions[:, :2], atol=1e-9)
+    np.testing.assert_allclose(ref.positions[~top], built.positions[~top], atol=1e-9)
+    assert ref.positions[top, 2].mean() - ref.positions[~top, 2].mean() == pytest.approx(d_relaxed, abs=1e-6)
+    exact = built.copy()  # the file's positions are rounded; rebuild the reference at full precision
+    exact.positions[top, 2] += s["rigid"]["mean_interlayer_distance_A"] - 3.35
+    e0 = np.array([np.linalg.eigvalsh(moon_koshino(exact).hk(k).toarray()) for k in bs.path.kpts])
     assert s["rigid"]["flat_bands"]["width_meV"] == pytest.approx(1e3 * np.ptp(e0[:, 12:16]), abs=1e-6)
     assert s["rigid"]["flat_bands"]["width_meV"] != pytest.approx(fb["width_meV"], abs=1e-9)
     assert sum(s["rigid"]["registry_counts"].values()) == sum(s["maps"]["registry_counts"].values()) == 7  # top A atoms
@@ -165,3 +175,15 @@ def test_relax_and_md_cli(tmp_path, checkpoint):
                           "--steps", "6", "--interval", "3", "--no-progress"])
     assert cli_md.run(args) == 0
     assert len(read(md_out, ":")) == 3
+
+
+def test_rigid_reference_choices_are_checked_before_any_work(tmp_path, checkpoint):
+    from wander.calculator import WanderCalculator
+    from wander.sim.predictors import pz_predictor
+    from wander.sim.workflow import run_workflow
+
+    atoms = twisted_bilayer("graphene", m=1, n=2)
+    with pytest.raises(ValueError, match="rigid_distance"):
+        run_workflow(atoms, pz_predictor("moon-koshino"), tmp_path / "x", WanderCalculator(checkpoint),
+                     compare_rigid=True, rigid_distance="experiment", progress=False, log=lambda s: None)
+    assert not (tmp_path / "x" / "relax.traj").exists()

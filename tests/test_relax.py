@@ -165,3 +165,17 @@ def test_memory_estimate_refuses_absurd_request():
     assert check_memory(estimate_memory(small)) == available_memory() > 0
     kpm = estimate_memory(big, solver="kpm")
     assert kpm.stage_total("solver") < est.stage_total("solver") / 10
+
+
+def test_memory_estimate_of_ml_heads_is_linear_and_above_the_two_centre_model():
+    cell = build_bilayer("graphene", stacking="AB")
+    small, large = cell.repeat((20, 20, 1)), cell.repeat((40, 40, 1))   # 1,600 and 6,400 atoms
+    tb = estimate_memory(large, relax=False, hopping_cutoff=7.0, solver="kpm")
+    ml = estimate_memory(large, relax=False, hopping_cutoff=7.0, solver="kpm", descriptor_dim=512)
+    items = ml.stages["hamiltonian"]
+    assert items["descriptors (float64)"] == 6400 * 512 * 8
+    assert "pair list (half)" in items and "pair list (half)" not in tb.stages["hamiltonian"]
+    assert ml.stage_total("hamiltonian") > tb.stage_total("hamiltonian")
+    per_atom = [estimate_memory(a, relax=False, hopping_cutoff=7.0, descriptor_dim=512).stages["hamiltonian"]
+                ["pair list (half)"] / len(a) for a in (small, large)]
+    assert per_atom[0] == pytest.approx(per_atom[1], rel=1e-6)

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=float, default=0.005, help="DOS / LDOS broadening, eV (default 0.005)")
     parser.add_argument("--compare-rigid", action="store_true",
                         help="also compute the rigid structure's bands and plot rigid vs relaxed")
+    parser.add_argument("--rigid-distance", choices=("relaxed", "input"), default="relaxed",
+                        help="interlayer distance of the rigid reference: the relaxed mean (default) or the input's")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the sparse band solves (default: the CPU cores, at most 4)")
     parser.add_argument("--no-progress", action="store_true")
@@ -85,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         pred = checkpoint_predictor(ckpt, progress=not args.no_progress)
     mem = {"chunk_atoms": args.chunk_atoms}
+    if args.tb_model is None:
+        from wander.train.checkpoint import load_checkpoint
+
+        heads = load_checkpoint(ckpt)["hamiltonian"]["heads_config"]
+        mem.update(descriptor_dim=int(heads["descriptor_dim"]), hopping_cutoff=float(heads["r_cut"]))
     if calc is not None:
         d = calc.model.descriptor
         mem.update(model_cutoff=calc.model.rcut, descriptor_neurons=tuple(d.neuron), axis_neuron=d.axis_neuron)
@@ -95,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                            "optimizer": args.optimizer},
             n_flat=args.n_flat, n_bands=args.n_bands, npoints=args.npoints,
             dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width, ldos_width=args.width,
-            memory_options=mem, compare_rigid=args.compare_rigid, workers=workers, progress=not args.no_progress,
+            memory_options=mem, compare_rigid=args.compare_rigid, rigid_distance=args.rigid_distance,
+            workers=workers, progress=not args.no_progress,
         )
     except InsufficientMemoryError as exc:
         print(f"wander run: {exc}")

@@ -32,8 +32,14 @@ __all__ = [
 NL_BUILD_BYTES_PER_PAIR = 72
 #: bytes per directed pair of the compact list kept during the run (int32 j, int8 S, sorted by i)
 NL_KEEP_BYTES_PER_PAIR = 7
-#: bytes per stored (half) hopping of the COO list: R 3 x int64, i, j int64, t float64
-COO_BYTES_PER_HOPPING = 48
+#: bytes per stored (half) hopping of the COO list: R 3 x int64, i, j int64, t complex128
+COO_BYTES_PER_HOPPING = 56
+#: bytes per half-stored atom pair of the ML predictor's pair list (i, j, R int64, category, distance)
+PAIR_LIST_BYTES_PER_PAIR = 56
+#: bytes per atom of the ML heads besides the descriptors (equivariant density, species, layers)
+HEADS_BYTES_PER_ATOM = 800
+#: the ML heads' features, blocks and products of one chunk of pairs (50,000 pairs, both directions)
+HEADS_CHUNK_BYTES = 600 * 2**20
 #: bytes per non-zero of a complex128 CSR H(k) (value + int32/int64 index) with assembly temporaries
 CSR_BYTES_PER_NNZ = 40
 #: SuperLU fill per orbital of a 2D moire pz Hamiltonian at n = 1e5 (measured: 124 M at 100 352)
@@ -143,6 +149,7 @@ def estimate_memory(
     n_bands: int = 8,
     dense_limit: int = 6000,
     workers: int = 1,
+    descriptor_dim: int | None = None,
 ) -> MemoryEstimate:
     """Estimate the memory of relaxing ``atoms`` and solving its tight-binding Hamiltonian.
 
@@ -166,6 +173,9 @@ def estimate_memory(
         Eigenpairs requested from the sparse solver.
     workers
         Processes solving k-points at the same time (each holds its own factorisation).
+    descriptor_dim
+        Width of the shared descriptor when the Hamiltonian comes from ML heads (their descriptors,
+        pair list and chunk features are added to the Hamiltonian stage); None for a two-centre model.
     """
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -197,6 +207,13 @@ def estimate_memory(
         "hamiltonian neighbour list": int(n * kh * NL_BUILD_BYTES_PER_PAIR),
         "hoppings (COO, half)": int(n_hop * COO_BYTES_PER_HOPPING),
     }
+    if descriptor_dim is not None:
+        est.stages["hamiltonian"].update({
+            "descriptors (float64)": int(n * int(descriptor_dim) * 8),
+            "pair list (half)": int((n * kh / 2 + n) * PAIR_LIST_BYTES_PER_PAIR),
+            "heads: per-atom features": int(n * HEADS_BYTES_PER_ATOM),
+            "heads: one chunk of pairs": int(min(HEADS_CHUNK_BYTES, (n * kh + n) * 6000)),
+        })
     if solver == "auto":
         solver = "dense" if n_orb <= dense_limit else ("shift-invert" if n_orb <= 50000 else "kpm")
     if solver not in ("dense", "shift-invert", "kpm"):

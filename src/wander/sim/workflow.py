@@ -9,6 +9,7 @@
 ``hamiltonian.npz``         the predicted Hamiltonian (:meth:`wander.tb.TBHamiltonian.save`)
 ``bands.json``, ``bands.png`` bands near E_F along the moire path (ASE BandStructure) + DOS panel
 ``bands_rigid_vs_relaxed.png`` rigid and relaxed bands on one axis (``compare_rigid``)
+``structure_rigid_reference.extxyz`` the rigid structure of that comparison (``compare_rigid``)
 ``dos.png``                 DOS near E_F
 ``interlayer_distance.png`` local interlayer distance map
 ``displacement.png``        in-plane displacement field of the top layer (relaxed vs rigid)
@@ -156,6 +157,27 @@ def _registry_counts(reg: Any) -> dict[str, int]:
     return {k: int((reg.extra["label"] == k).sum()) for k in ("AA", "AB", "BA", "SP")}
 
 
+def _mean_distance(atoms: Atoms) -> float:
+    """Mean z of layer 1 minus mean z of layer 0, Angstrom."""
+    z, layer = atoms.positions[:, 2], atoms.arrays["layer"]
+    return float(z[layer == 1].mean() - z[layer == 0].mean())
+
+
+def _rigid_reference(atoms: Atoms, relaxed: Atoms, rigid_distance: str) -> Atoms:
+    """The rigid structure of the rigid-vs-relaxed comparison (see ``run_workflow``)."""
+    if rigid_distance == "input":
+        return atoms
+    if rigid_distance != "relaxed":
+        raise ValueError(f"rigid_distance must be 'relaxed' or 'input', got {rigid_distance!r}")
+    layer = atoms.arrays.get("layer")
+    if layer is None or set(np.unique(layer)) != {0, 1}:
+        raise ValueError("rigid_distance='relaxed' needs a bilayer with layer tags 0 and 1; use 'input'")
+    rigid = atoms.copy()
+    rigid.positions[layer == 1, 2] += _mean_distance(relaxed) - _mean_distance(atoms)
+    rigid.info["rigid_reference"] = "input structure at the relaxed mean interlayer distance"
+    return rigid
+
+
 def _plot_rigid_vs_relaxed(bs_rigid, fb_rigid: FlatBands, bs, fb: FlatBands, summary: dict[str, Any]):
     """Rigid (grey) and relaxed (colour) bands on one axis, each relative to its own E_F."""
     import matplotlib.pyplot as plt
@@ -192,6 +214,7 @@ def run_workflow(
     memory_options: dict[str, Any] | None = None,
     available_memory: int | None = None,
     compare_rigid: bool = False,
+    rigid_distance: str = "relaxed",
     workers: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -225,6 +248,11 @@ def run_workflow(
     compare_rigid
         Also predict the Hamiltonian of the rigid structure and compute its bands on the same path
         (``bands_rigid.json``, ``bands_rigid_vs_relaxed.png``, ``summary["rigid"]``); only with a relaxation.
+    rigid_distance
+        Interlayer distance of that rigid reference: ``"relaxed"`` (default) moves the rigid layers
+        apart to the mean distance of the relaxed structure, so that the comparison isolates the
+        in-plane and corrugation relaxation (the interlayer coupling, and with it the magic angle,
+        depends strongly on the mean distance); ``"input"`` keeps the input structure as built.
     workers
         Processes for the sparse band solves (k-points of the path in parallel; each holds one
         factorisation, which the memory estimate counts).
@@ -250,6 +278,8 @@ def run_workflow(
         "n_atoms": len(atoms), "formula": atoms.get_chemical_formula(),
         "angle_deg": atoms.info.get("angle"), "material": atoms.info.get("material"),
     }
+    if compare_rigid and calculator is not None:
+        _rigid_reference(atoms, atoms, rigid_distance)  # bad choices fail here, not after the relaxation
     est = estimate_memory(atoms, relax=calculator is not None, **{"workers": workers, **(memory_options or {})})
     log(est.report())
     check_memory(est, available=available_memory)
@@ -286,11 +316,14 @@ def run_workflow(
     bs.write(str(out / "bands.json"))
     if compare_rigid and relaxed is not atoms:
         t0 = time.perf_counter()
-        bs_rigid, _, fb_rigid = _path_bands(predictor(atoms), n_electrons, npoints, n_bands, n_flat, progress,
+        rigid = _rigid_reference(atoms, relaxed, rigid_distance)
+        bs_rigid, _, fb_rigid = _path_bands(predictor(rigid), n_electrons, npoints, n_bands, n_flat, progress,
                                               path=bs.path, workers=workers)
         timings["rigid_bands"] = time.perf_counter() - t0
         bs_rigid.write(str(out / "bands_rigid.json"))
-        summary["rigid"] = {"flat_bands": _flat_summary(fb_rigid)}
+        summary["rigid"] = {"flat_bands": _flat_summary(fb_rigid), "interlayer_distance": rigid_distance,
+                            "mean_interlayer_distance_A": _mean_distance(rigid)}
+        _write_atoms(out / "structure_rigid_reference.extxyz", rigid)
         save_figure(_plot_rigid_vs_relaxed(bs_rigid, fb_rigid, bs, fb, summary), str(out / "bands_rigid_vs_relaxed.png"))
 
     t0 = time.perf_counter()
