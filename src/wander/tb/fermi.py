@@ -147,6 +147,10 @@ def fermi_level_at_k(
         else:
             x = 0.5 * (lo + hi)
         f = ShiftInvert(h, x)
+        for nudge in (1e-4, -1e-4, 1e-3, -1e-3):  # an unstable LDL^H at x: any nearby shift will do
+            if f.n_below is not None:
+                break
+            f = ShiftInvert(h, min(max(x + nudge * (hi - lo), lo), hi))
         if f.n_below is None:
             raise RuntimeError(f"no inertia count near {x:.6g} eV (unstable factorisation)")
         c = f.n_below
