@@ -34,6 +34,31 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _orbital_positions(orbital_positions: np.ndarray) -> np.ndarray:
+    pos = np.asarray(orbital_positions, dtype=float)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"orbital_positions must have shape (n_orb, 3), got {pos.shape}")
+    return pos
+
+
+def _check_hoppings(R: np.ndarray, i: np.ndarray, j: np.ndarray, t: np.ndarray, n: int,
+                    pbc: tuple[bool, bool, bool]) -> tuple[bool, bool, bool]:
+    """Index range, finite values and zero R along open axes of int64 / complex hoppings; returns
+    ``pbc`` as three bools."""
+    if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
+        raise ValueError(f"orbital index out of range 0..{n - 1}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("hopping values must be finite")
+    pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))
+    for axis in range(3):
+        if not pbc[axis] and np.any(R[:, axis] != 0):
+            bad = int(np.flatnonzero(R[:, axis] != 0)[0])
+            raise ValueError(
+                f"hopping {bad} has R={tuple(int(x) for x in R[bad])} along non-periodic direction {axis}"
+            )
+    return pbc
+
+
 @dataclass(frozen=True, eq=False)
 class TBHamiltonian:
     """Tight-binding Hamiltonian in an orthogonal Wannier basis.
@@ -79,9 +104,7 @@ class TBHamiltonian:
         if abs(np.linalg.det(cell)) < 1e-10:
             raise ValueError("cell is singular; give a non-zero out-of-plane vector for 2D systems")
         pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,)))
-        pos = np.asarray(self.orbital_positions, dtype=float)
-        if pos.ndim != 2 or pos.shape[1] != 3:
-            raise ValueError(f"orbital_positions must have shape (n_orb, 3), got {pos.shape}")
+        pos = _orbital_positions(self.orbital_positions)
         n = len(pos)
         atoms = np.asarray(self.orbital_atoms, dtype=np.int64).reshape(-1)
         labels = np.asarray(self.orbital_labels, dtype=str).reshape(-1)
@@ -155,9 +178,7 @@ class TBHamiltonian:
             Non-Hermitian pairs (naming the worst one), complex onsite energies, hoppings along a
             non-periodic direction, out-of-range indices, non-finite values.
         """
-        pos = np.asarray(orbital_positions, dtype=float)
-        if pos.ndim != 2 or pos.shape[1] != 3:
-            raise ValueError(f"orbital_positions must have shape (n_orb, 3), got {pos.shape}")
+        pos = _orbital_positions(orbital_positions)
         n = len(pos)
         Rf = np.asarray(R)
         if Rf.size == 0:
@@ -174,18 +195,13 @@ class TBHamiltonian:
         if len(i) and (np.any(i != np.round(i)) or np.any(j != np.round(j))):
             raise ValueError("orbital indices must be integers")
         i, j = i.astype(np.int64), j.astype(np.int64)
-        if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
-            raise ValueError(f"orbital index out of range 0..{n - 1}")
-        if not np.all(np.isfinite(t)):
-            raise ValueError("hopping values must be finite")
-        pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))
-        for axis in range(3):
-            if not pbc[axis] and np.any(R[:, axis] != 0):
-                bad = int(np.flatnonzero(R[:, axis] != 0)[0])
-                raise ValueError(
-                    f"hopping {bad} has R={tuple(int(x) for x in R[bad])} along non-periodic direction {axis}"
-                )
+        pbc = _check_hoppings(R, i, j, t, n, pbc)
         R, i, j, t = canonicalize_hoppings(R, i, j, t, n, hermitian_tol)
+        return cls._assemble(cell, pbc, pos, orbital_atoms, orbital_labels, R, i, j, t)
+
+    @classmethod
+    def _assemble(cls, cell, pbc, pos, orbital_atoms, orbital_labels, R, i, j, t) -> TBHamiltonian:
+        n = len(pos)
         atoms = np.arange(n) if orbital_atoms is None else orbital_atoms
         labels = np.full(n, "?") if orbital_labels is None else orbital_labels
         return cls(np.asarray(cell, dtype=float), pbc, pos, atoms, labels, R, i, j, t)
@@ -221,10 +237,9 @@ class TBHamiltonian:
         """
         from wander.tb.hoppings import pair_keys
 
-        pos = np.asarray(orbital_positions, dtype=float)
-        if pos.ndim != 2 or pos.shape[1] != 3:
-            raise ValueError(f"orbital_positions must have shape (n_orb, 3), got {pos.shape}")
+        pos = _orbital_positions(orbital_positions)
         n = len(pos)
+
         def own(a: np.ndarray, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
             a = np.asarray(a, dtype=dtype)  # the caller's array itself when it has the dtype
             return a if a.ndim == len(shape) and a.shape[1:] == shape[1:] else a.reshape(shape)
@@ -233,14 +248,7 @@ class TBHamiltonian:
         i, j, t = own(i, np.int64, (-1,)), own(j, np.int64, (-1,)), own(t, np.complex128, (-1,))
         if not (len(R) == len(i) == len(j) == len(t)):
             raise ValueError(f"R, i, j, t lengths differ: {len(R)}, {len(i)}, {len(j)}, {len(t)}")
-        if not np.all(np.isfinite(t)):
-            raise ValueError("hopping values must be finite")
-        pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)))
-        for axis in range(3):
-            if not pbc[axis] and np.any(R[:, axis] != 0):
-                raise ValueError(f"hoppings with R != 0 along non-periodic direction {axis}")
-        if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
-            raise ValueError(f"orbital index out of range 0..{n - 1}")
+        pbc = _check_hoppings(R, i, j, t, n, pbc)
         if np.any(is_lower_half(R, i, j)):
             raise ValueError("hoppings in the implied half (R < 0, or R = 0 and i > j): use from_hoppings")
         onsite = (i == j) & ~R.any(axis=1)
@@ -256,9 +264,7 @@ class TBHamiltonian:
             t.imag[onsite] = 0.0
         for a in (R, i, j, t):
             a.setflags(write=False)
-        atoms = np.arange(n) if orbital_atoms is None else orbital_atoms
-        labels = np.full(n, "?") if orbital_labels is None else orbital_labels
-        return cls(np.asarray(cell, dtype=float), pbc, pos, atoms, labels, R, i, j, t)
+        return cls._assemble(cell, pbc, pos, orbital_atoms, orbital_labels, R, i, j, t)
 
     @classmethod
     def from_wannier90(

@@ -121,17 +121,14 @@ def _iter_blocks(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tenso
     del env_vec, env_index
     if pairs is None:
         pairs = hamiltonian_pairs(atoms, cfg.r_cut, cfg.r_near, layered=cfg.layered)
-    pos, cell = atoms.positions, np.asarray(atoms.cell, dtype=float)
     descriptors = descriptors.to(device)
     with torch.no_grad():
         starts = range(0, len(pairs), chunk_size)
         for s in tqdm(starts, desc="hamiltonian", unit="chunk", disable=not progress or len(starts) < 2):
             sl = slice(s, s + chunk_size)
-            pi, pj = pairs.i[sl], pairs.j[sl]
-            vec = pos[pj] - pos[pi] + pairs.R[sl] @ cell
-            index = torch.as_tensor(np.stack([pi, pj]), device=device)
+            index = torch.as_tensor(np.stack([pairs.i[sl], pairs.j[sl]]), device=device)
             blk = heads.blocks(descriptors, species, density, index,
-                               torch.as_tensor(vec, dtype=dtype, device=device), layer)
+                               torch.as_tensor(pairs.vectors(atoms, sl), dtype=dtype, device=device), layer)
             yield pairs, sl, blk.cpu().numpy()
 
 

@@ -68,10 +68,9 @@ class PairList:
     def __len__(self) -> int:
         return int(self.i.shape[0])
 
-    def vectors(self, atoms: Atoms) -> np.ndarray:
-        """Bond vectors ``x_j + R @ cell - x_i``, (P, 3) Angstrom."""
-        pos = atoms.positions
-        return pos[self.j] - pos[self.i] + self.R @ np.asarray(atoms.cell, dtype=float)
+    def vectors(self, atoms: Atoms, sl: slice = slice(None)) -> np.ndarray:
+        """Bond vectors ``x_j + R @ cell - x_i`` of the pairs ``sl`` (default all), (P, 3) Angstrom."""
+        return _vectors(atoms, self.i[sl], self.j[sl], self.R[sl])
 
     def counts(self) -> dict[str, int]:
         """Number of pairs of every category."""
@@ -124,13 +123,17 @@ def assign_categories(distance: np.ndarray, same_layer: np.ndarray | None, r_nea
     return cat
 
 
+def _vectors(atoms: Atoms, i: np.ndarray, j: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Bond vectors ``x_j + R @ cell - x_i`` of pairs, (P, 3) Angstrom."""
+    return atoms.positions[j] - atoms.positions[i] + R @ np.asarray(atoms.cell, dtype=float)
+
+
 def _distances(atoms: Atoms, i: np.ndarray, j: np.ndarray, R: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
     """``|x_j + R @ cell - x_i|`` (Angstrom) of pairs, in chunks (no (P, 3) temporary)."""
-    pos, cell = atoms.positions, np.asarray(atoms.cell, dtype=float)
     out = np.empty(len(i))
     for s in range(0, len(i), chunk):
         sl = slice(s, s + chunk)
-        out[sl] = np.linalg.norm(pos[j[sl]] - pos[i[sl]] + R[sl] @ cell, axis=1)
+        out[sl] = np.linalg.norm(_vectors(atoms, i[sl], j[sl], R[sl]), axis=1)
     return out
 
 
