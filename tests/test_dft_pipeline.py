@@ -201,3 +201,20 @@ def test_add_rejects_structures_without_layers(tmp_path, capsys):
     assert main(["dft", "add", str(tmp_path / "x.extxyz"), "--material", "graphene", "--root",
                  str(tmp_path / "r"), "--prefix", "x", "--scf-k-spacing", "0.165"]) == 2
     assert "arrays['layer']" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_autogroup_warning_once(tmp_path, monkeypatch):
+    """nice is ineffective across sessions under autogroup scheduling: warned once, not otherwise."""
+    import wander.dft.pipeline as pl
+
+    on, off = tmp_path / "on", tmp_path / "off"
+    on.write_text("1\n")
+    off.write_text("0\n")
+    monkeypatch.setattr(pl, "_autogroup_warned", False)
+    assert pl._warn_autogroup(str(off)) is False
+    monkeypatch.setattr(pl, "_autogroup_warned", False)
+    with pytest.warns(RuntimeWarning, match="autogroup"):
+        assert pl._warn_autogroup(str(on)) is True
+    assert pl._warn_autogroup(str(on)) is False  # once per process
+    monkeypatch.setattr(pl, "_autogroup_warned", False)
+    assert pl._warn_autogroup(str(tmp_path / "missing")) is False

@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,7 @@ class Launcher:
             cmd = shlex.split(self.mpi) + cmd
         if self.nice:
             cmd = ["nice", "-n", str(self.nice)] + cmd
+            _warn_autogroup()
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                    OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         t0 = time.time()
@@ -101,6 +103,36 @@ class Launcher:
             raise StepError("program_error", f"{' '.join(cmd)} exited with {proc.returncode}; see "
                             f"{cwd / stdout}")
         return time.time() - t0
+
+
+_AUTOGROUP = "/proc/sys/kernel/sched_autogroup_enabled"
+_autogroup_warned = False
+
+
+def _warn_autogroup(path: str = _AUTOGROUP) -> bool:
+    """Warn once when Linux autogroup scheduling makes ``nice`` ineffective across sessions.
+
+    With ``sched_autogroup_enabled = 1`` every session (each terminal, each ``setsid`` job) gets an
+    equal share of the CPU, and niceness only orders processes inside one session: a niced DFT run
+    started with ``setsid``/``nohup`` in its own session still takes half the cores from a
+    foreground job.  Returns whether a warning was issued.
+    """
+    global _autogroup_warned
+    if _autogroup_warned:
+        return False
+    try:
+        with open(path) as fh:
+            enabled = fh.read().strip() == "1"
+    except OSError:
+        return False
+    _autogroup_warned = True
+    if enabled:
+        warnings.warn("Linux autogroup scheduling is on (" + path + " = 1): niceness only orders "
+                      "processes inside one session, so this niced DFT run still gets an equal CPU "
+                      "share against other sessions.  As root: echo 0 > " + path + " (or write a "
+                      "niceness to /proc/<pid>/autogroup of the DFT session).", RuntimeWarning,
+                      stacklevel=3)
+    return enabled
 
 
 def write_configuration(directory: str | os.PathLike, atoms: Atoms, params: dict, preset: Preset) -> Path:
