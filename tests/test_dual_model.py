@@ -44,6 +44,7 @@ def test_hamiltonian_config_keys_and_defaults() -> None:
     (lambda d: d["model"]["hamiltonian"].update(orbitals={"B": "pz"}), "no orbitals for \\['C'\\]"),
     (lambda d: d["model"]["hamiltonian"].update(r_near=6.0), "r_near"),
     (lambda d: d["model"]["hamiltonian"].update(energy_zero="vacuum"), "energy_zero"),
+    (lambda d: d["model"]["hamiltonian"].update(feature_lmax=9), "feature_lmax"),
     (lambda d: d["model"]["hamiltonian"].update(n_electrons={"B": 1}), "no electron count"),
     (lambda d: d["loss"]["hamiltonian"].update(limit_pref_inter=-1.0), "limit_pref_inter: must be >= 0"),
     (lambda d: d["model"].pop("hamiltonian"), "loss.hamiltonian: needs a model.hamiltonian"),

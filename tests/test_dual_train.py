@@ -180,3 +180,28 @@ def test_onsite_mean_energy_zero_targets_and_band_errors(tmp_path: Path) -> None
         if res[0]["band_count"]:  # what differs from the full reference (hoppings beyond r_cut) is the same
             assert abs(res[0]["band_rmse_meV"] - res[1]["band_rmse_meV"]) < 1e-6
     assert n_bands > 0
+
+
+def test_checkpoints_without_newer_head_keys_still_initialise_and_resume(tmp_path: Path) -> None:
+    """A checkpoint written before a heads setting existed (here feature_lmax) has the setting's
+    default: frozen runs still take its heads, and its run still resumes."""
+    from wander.train.checkpoint import load_checkpoint
+    from wander.train.loop import _check_resume_config, _init_from
+
+    cfg = parse_config(dual_config("joint", numb_steps=3))
+    model = train(cfg, tmp_path / "run", progress=False)
+    payload = load_checkpoint(tmp_path / "run" / "model.pt")
+    payload["hamiltonian"]["heads_config"].pop("feature_lmax")
+    payload["config"]["model"]["hamiltonian"].pop("feature_lmax")
+    torch.save(payload, tmp_path / "old.pt")
+    _check_resume_config(payload["config"], cfg)             # no "config section differs"
+    frozen = parse_config(dual_config("frozen", numb_steps=3, init_model=str(tmp_path / "old.pt")))
+    from wander.nn.dual import DualModel
+
+    fresh = DualModel.from_config(frozen.to_dict()["model"])
+    with torch.no_grad():
+        for p in fresh.heads.parameters():
+            p.zero_()
+    _init_from(fresh, str(tmp_path / "old.pt"), frozen)
+    for (name, a), b in zip(model.heads.state_dict().items(), fresh.heads.state_dict().values()):
+        assert torch.equal(a, b), name

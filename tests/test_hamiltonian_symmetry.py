@@ -42,8 +42,10 @@ def descriptor(atoms: Atoms, type_map, r: float = 4.0) -> torch.Tensor:
     return out.reshape(len(atoms), -1)
 
 
-def directed_blocks(model: HamiltonianHeads, atoms: Atoms):
-    """Blocks of every directed pair (both (i, j, R) and (j, i, -R)) within r_cut, plus onsite."""
+def directed_blocks(model: HamiltonianHeads, atoms: Atoms, desc_r: float = 4.0):
+    """Blocks of every directed pair (both (i, j, R) and (j, i, -R)) within r_cut, plus onsite.
+
+    ``desc_r``: cutoff of the invariant stand-in descriptor."""
     cfg = model.config
     nl = neighbor_list(atoms, cfg.r_cut)
     n = len(atoms)
@@ -54,7 +56,7 @@ def directed_blocks(model: HamiltonianHeads, atoms: Atoms):
     env = neighbor_list(atoms, cfg.r_env)
     layer = torch.as_tensor(atoms.arrays["layer"]) if cfg.layered else None
     with torch.no_grad():
-        h = model(descriptor(atoms, model.type_map), torch.as_tensor(species_of(atoms, model.type_map)),
+        h = model(descriptor(atoms, model.type_map, desc_r), torch.as_tensor(species_of(atoms, model.type_map)),
                   torch.as_tensor(env.vectors(atoms.positions, atoms.cell)), torch.as_tensor(np.stack([env.i, env.j])),
                   torch.as_tensor(np.stack([i, j])), torch.as_tensor(vec), layer)
     return i, j, R, h.numpy()
@@ -224,6 +226,64 @@ def test_pz_blocks_invariant_under_z_rotation_and_inplane_c2(pz_model):
     tilt = o3.matrix_x(torch.tensor(0.4, dtype=torch.float64)).numpy()
     _, _, _, h3 = directed_blocks(pz_model, _transformed(atoms, tilt))
     assert np.abs(h3 - h).max() > 1e-3
+
+
+def test_higher_feature_order_keeps_exact_equivariance():
+    """feature_lmax above the basis' 2 l_max: blocks still rotate with the Wigner matrices (s, p, d)."""
+    cfg = HeadsConfig(type_map=TYPE_MAP, orbitals=SPD, descriptor_dim=9, r_cut=4.5, r_near=2.6,
+                      near_width=0.4, r_env=3.5, layered=True, feature_lmax=5, **SMALL)
+    model = HamiltonianHeads(cfg)
+    assert model.density.lmax == 5 and model.pair_features.lmax == 5
+    atoms = cluster(1)
+    q = torch.as_tensor(Rotation.random(random_state=11).as_matrix())
+    i, j, R, h = directed_blocks(model, atoms)
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ q.numpy().T
+    _, _, _, h2 = directed_blocks(model, moved)
+    z = species_of(atoms, model.type_map)
+    d = padded_wigner(model, q)
+    assert np.abs(h2 - h).max() > 1e-3
+    np.testing.assert_allclose(h2, d[z[i]] @ h @ np.transpose(d[z[j]], (0, 2, 1)), atol=TOL)
+    with pytest.raises(ValueError, match="feature_lmax"):
+        HamiltonianHeads(HeadsConfig(type_map=TYPE_MAP, orbitals=SPD, descriptor_dim=9, feature_lmax=3))
+
+
+def _trigonal_pair(turn: float) -> Atoms:
+    """Atom 0 (bottom layer) with three neighbours at 120 deg, turned by ``turn``; atom 4 above it, off axis,
+    with its own fixed triangle.  Turning by 60 deg changes the bond's direction relative to atom 0's
+    bonds only: every distance within 2 A and the 0-4 bond are unchanged."""
+    ang = np.deg2rad(turn + np.array([0.0, 120.0, 240.0]))
+    tri0 = 1.42 * np.c_[np.cos(ang), np.sin(ang), np.zeros(3)]
+    top = np.array([1.0, 0.3, 3.35])
+    ang1 = np.deg2rad(np.array([10.0, 130.0, 250.0]))
+    tri1 = top + 1.42 * np.c_[np.cos(ang1), np.sin(ang1), np.zeros(3)]
+    atoms = Atoms("C8", positions=np.vstack([[0.0, 0.0, 0.0], tri0, top, tri1]))
+    atoms.arrays["layer"] = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    return atoms
+
+
+@pytest.mark.parametrize("feature_lmax", [None, 3])
+def test_trigonal_anisotropy_needs_feature_order_3(feature_lmax):
+    """A planar triangle of neighbours has no in-plane anisotropy below L = 3: with the default order
+    (2 for pz) the interlayer pz-pz hopping cannot tell a bond direction from the one 60 deg away
+    relative to the layer's bonds (Fang-Kaxiras cos 3 theta terms); feature_lmax = 3 can."""
+    cfg = HeadsConfig(type_map=("C",), orbitals={"C": "pz"}, descriptor_dim=3, r_cut=5.0, r_near=3.3,
+                      r_env=2.0, layered=True, feature_lmax=feature_lmax, **SMALL)
+    model = HamiltonianHeads(cfg)
+    hop = []
+    for turn in (0.0, 60.0):
+        atoms = _trigonal_pair(turn)
+        nl = neighbor_list(atoms, 2.0)
+        assert sorted(np.round(np.linalg.norm(nl.vectors(atoms.positions, atoms.cell), axis=1), 9)) == \
+            sorted(np.round(np.linalg.norm(neighbor_list(_trigonal_pair(0.0), 2.0).vectors(
+                _trigonal_pair(0.0).positions, atoms.cell), axis=1), 9))
+        i, j, _, h = directed_blocks(model, atoms, desc_r=2.0)
+        hop.append(h[np.flatnonzero((i == 0) & (j == 4))[0], 0, 0])
+    assert abs(hop[0]) > 1e-3
+    if feature_lmax is None:
+        assert abs(hop[1] - hop[0]) < 1e-12
+    else:
+        assert abs(hop[1] - hop[0]) > 1e-5
 
 
 # ---------------------------------------------------------------------------- Hermiticity, permutations, translations

@@ -110,6 +110,7 @@ class HamiltonianModelConfig:
     density_channels: int = 8
     tp_channels: int = 8
     n_rbf: int = 16
+    feature_lmax: int | None = None
     hidden: tuple[int, ...] = (64, 64)
     avg_neighbors: float = 10.0
     output_scale: float = 1.0
@@ -131,6 +132,8 @@ class HamiltonianModelConfig:
         for name in ("density_channels", "tp_channels", "n_rbf"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
         _check(all(h >= 1 for h in self.hidden), "hidden", "must be positive integers")
+        _check(self.feature_lmax is None or 0 <= self.feature_lmax <= 8, "feature_lmax",
+               "must be between 0 and 8 (default: twice the highest orbital l)")
         _check(self.avg_neighbors > 0, "avg_neighbors", "must be > 0")
         _check(self.output_scale > 0, "output_scale", "must be > 0")
         if self.n_electrons is not None:

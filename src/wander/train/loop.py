@@ -35,7 +35,7 @@ import torch
 from wander.data.graph import AtomGraph
 from wander.nn.model import PRECISIONS, ForceField
 from wander.train.checkpoint import load_checkpoint, save_checkpoint
-from wander.train.config import Config, save_config
+from wander.train.config import Config, parse_config, save_config
 from wander.train.data import Batch, FrameSet, load_frame_set, make_batch
 from wander.train.loss import EnergyLoss, ExpLearningRate, HamiltonianLoss
 
@@ -185,6 +185,7 @@ _RESUME_TRAINING_MUST_MATCH = ("training_data", "batch_size", "seed", "numb_step
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
     current = cfg.to_dict()
+    saved = parse_config(saved).to_dict()   # defaults of keys newer than the checkpoint filled in
     for key in _RESUME_MUST_MATCH:
         if saved[key] != current[key]:
             raise ValueError(f"cannot resume: config section '{key}' differs from the checkpoint's")
@@ -205,8 +206,11 @@ def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]
     ff.load_state_dict(payload["state_dict"])
     entry = payload.get("hamiltonian")
     if cfg.has_hamiltonian and isinstance(entry, dict):
+        from wander.nn.hamiltonian.heads import HeadsConfig
+
         mine = {k: v for k, v in model.heads.config.to_dict().items() if k != "descriptor_mode"}
-        theirs = {k: v for k, v in entry["heads_config"].items() if k != "descriptor_mode"}
+        theirs = {k: v for k, v in HeadsConfig.from_dict(entry["heads_config"]).to_dict().items()
+                  if k != "descriptor_mode"}          # through from_dict: defaults of newer keys
         if mine == theirs:
             model.heads.load_state_dict(entry["state_dict"])
             log.info("heads initialised from %s", path)

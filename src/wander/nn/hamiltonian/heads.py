@@ -56,6 +56,12 @@ class HeadsConfig:
     descriptor_mode : ``"frozen"`` (descriptor detached) or ``"joint"``
     density_channels, tp_channels : channels of ``A_i`` and of the tensor-product features
     n_rbf : Gaussians of the pair distance fed to the coefficient networks
+    feature_lmax : highest order L of the neighbour density ``A_i`` and of the bond harmonics
+        (default ``2 l_max`` of the basis, the least the blocks need). Invariants of order L see
+        L-fold in-plane anisotropy: a planar trigonal environment (graphene, the S or Mo sublattice
+        of MoS2) has none below L = 3, so with pz orbitals (default 2) the interlayer hoppings
+        cannot depend on the bond direction relative to each layer's bonds (the cos 3 theta terms
+        of Fang and Kaxiras, PRB 93, 235153 (2016)); ``feature_lmax: 3`` adds them.
     hidden : hidden widths of the coefficient networks
     avg_neighbors : normalisation of ``A_i``
     output_scale : eV; the coefficient networks' outputs are multiplied by it (set it to the size
@@ -75,6 +81,7 @@ class HeadsConfig:
     density_channels: int = 8
     tp_channels: int = 8
     n_rbf: int = 16
+    feature_lmax: int | None = None
     hidden: tuple[int, ...] = (64, 64)
     avg_neighbors: float = 10.0
     output_scale: float = 1.0
@@ -92,6 +99,8 @@ class HeadsConfig:
         if self.near_width < 0 or self.r_near - self.near_width / 2 <= 0 or \
                 self.r_near + self.near_width / 2 > self.r_cut:
             raise ValueError("the near/long blend [r_near -+ near_width/2] must lie inside (0, r_cut]")
+        if self.feature_lmax is not None and not 0 <= int(self.feature_lmax) <= 8:
+            raise ValueError(f"feature_lmax must be between 0 and 8 (or None), got {self.feature_lmax}")
         if self.r_env <= 0 or self.descriptor_dim < 0 or not self.output_scale > 0:
             raise ValueError("need r_env > 0, descriptor_dim >= 0 and output_scale > 0")
 
@@ -151,6 +160,11 @@ class HamiltonianHeads(nn.Module):
     def _build(self) -> None:
         c, tm, basis = self.config, self.type_map, self.basis
         lmax = 2 * basis.lmax
+        if c.feature_lmax is not None:
+            if c.feature_lmax < lmax:
+                raise ValueError(f"feature_lmax={c.feature_lmax} is below {lmax}, the order the blocks of "
+                                 f"{basis} need (2 l_max)")
+            lmax = int(c.feature_lmax)
         shells = {el: basis.shells(el) for el in tm}
         need_pair = set().union(*(required_irreps(shells[a], shells[b]) for a in tm for b in tm))
         need_onsite = set().union(*(required_irreps(shells[a], shells[a]) for a in tm))
