@@ -205,3 +205,47 @@ def test_checkpoints_without_newer_head_keys_still_initialise_and_resume(tmp_pat
     _init_from(fresh, str(tmp_path / "old.pt"), frozen)
     for (name, a), b in zip(model.heads.state_dict().items(), fresh.heads.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_aligned_band_errors_ignore_a_uniform_offset(tmp_path: Path) -> None:
+    """A prediction off by a constant on every onsite energy shifts its whole spectrum: the band error
+    sees the shift, the aligned band error (each spectrum from its own filling E_F) does not."""
+    from wander.nn.hamiltonian.categories import ONSITE
+    from wander.train.data import load_frame_set
+    from wander.train.hamiltonian_eval import hamiltonian_errors
+
+    cfg = parse_config(dual_config("joint", numb_steps=2, systems=[DUAL_DIR]))
+    frames = load_frame_set([DUAL_DIR], ["C"], 6.0, hamiltonian=cfg.model.hamiltonian)
+    model = train(cfg, tmp_path, progress=False)
+
+    class Shifted:  # returns the targets with every onsite energy moved by `shift` eV
+        def __init__(self, shift):
+            self.heads, self.n_electrons, self.energy_zero, self.shift = model.heads, {"C": 1}, "fermi", shift
+
+        def eval(self):
+            return self
+
+        def hamiltonian_blocks(self, graph, pair_index, pair_R, layer):
+            tgt = self.frames.targets[0]
+            blocks = tgt.blocks.copy()
+            on = np.flatnonzero(tgt.pairs.category == ONSITE)
+            blocks[on, 0, 0] += self.shift
+            return torch.as_tensor(blocks)
+
+    checked = 0
+    for k in range(len(frames)):
+        if frames.targets[k] is None or frames.reference[k] is None:
+            continue
+        sub = frames.subset([k])
+        res = {}
+        for shift in (0.0, 0.05):
+            stub = Shifted(shift)
+            stub.frames = sub
+            res[shift] = hamiltonian_errors(stub, sub, kgrid=3)
+        if not res[0.0]["band_count"]:
+            continue
+        checked += 1
+        assert res[0.05]["band_rmse_meV"] > res[0.0]["band_rmse_meV"] + 20.0         # the 50 meV shift counts
+        assert abs(res[0.05]["band_rmse_aligned_meV"] - res[0.0]["band_rmse_aligned_meV"]) < 1e-6
+        assert res[0.0]["band_count_aligned"] > 0
+    assert checked > 0

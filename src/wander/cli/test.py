@@ -56,6 +56,9 @@ def _format_hamiltonian(h: dict) -> str:
     if h["band_count"]:
         rows.append(f"    bands within +-{h['window_eV']:g} eV of E_F ({h['kgrid']}x{h['kgrid']} k): RMSE "
                     f"{h['band_rmse_meV']:.3f} meV, max {h['band_max_meV']:.3f} meV ({h['band_count']} levels)")
+    if h.get("band_count_aligned"):
+        rows.append(f"    same, each spectrum from its own filling E_F: RMSE {h['band_rmse_aligned_meV']:.3f} meV, "
+                    f"max {h['band_max_aligned_meV']:.3f} meV ({h['band_count_aligned']} levels)")
     return "\n".join(rows)
 
 

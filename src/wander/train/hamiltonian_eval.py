@@ -11,6 +11,11 @@ For every frame with a reference Hamiltonian:
   bands with the model's ``n_electrons`` (half filling, one electron per orbital, without them).
   Models predict the targets' energy zero (``energy_zero``: the frame's E_F, its mean onsite energy,
   or pw.x's zero); the frame's recorded ``energy_shift`` is undone before the comparison.
+- **aligned band errors**: the same comparison with each spectrum measured from its *own* Fermi
+  level from band filling (the model's ``n_electrons``, one electron per orbital without them), so
+  a uniform offset of the predicted spectrum does not count. That is the error of everything a
+  prediction is used for when its Fermi level comes from filling (``energy_zero: onsite_mean``,
+  ``wander run``); a model that predicts ``H - E_F`` is judged by the unaligned numbers.
 """
 
 from __future__ import annotations
@@ -44,14 +49,19 @@ def reference_hamiltonian(frames: FrameSet, f: int, basis: Any, r_near: float) -
     return tb_from_blocks(atoms, basis, p.i, p.j, p.R, tgt.blocks)
 
 
-def _fermi(frames: FrameSet, f: int, eig: np.ndarray, n_orb: int, n_electrons: dict | None) -> float:
+def _filling(frames: FrameSet, f: int, eig: np.ndarray, n_orb: int, n_electrons: dict | None) -> float:
+    """Fermi level of ``eig`` from band filling of frame ``f``'s electrons."""
     from wander.tb.fermi import fermi_level
 
-    if np.isfinite(frames.fermi[f]):
-        return float(frames.fermi[f])
     symbols = frames.atoms[f].get_chemical_symbols()
     n = float(sum(n_electrons[s] for s in symbols)) if n_electrons else float(n_orb)
     return fermi_level(eig, n)
+
+
+def _fermi(frames: FrameSet, f: int, eig: np.ndarray, n_orb: int, n_electrons: dict | None) -> float:
+    if np.isfinite(frames.fermi[f]):
+        return float(frames.fermi[f])
+    return _filling(frames, f, eig, n_orb, n_electrons)
 
 
 @torch.no_grad()
@@ -59,7 +69,8 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
     """Block MAE / RMSE per category (meV) and band RMSE within ``+-window`` eV of E_F (meV).
 
     ``model`` is a :class:`~wander.nn.dual.DualModel`. Returns ``{"frames", "mae_meV", "rmse_meV",
-    "count", "band_rmse_meV", "band_max_meV", "band_count", "kgrid", "window_eV"}``; categories
+    "count", "band_rmse_meV", "band_max_meV", "band_count", "band_rmse_aligned_meV",
+    "band_max_aligned_meV", "band_count_aligned", "kgrid", "window_eV"}``; categories
     without pairs and empty band windows are absent / NaN.
     """
     from wander.nn.hamiltonian.assemble import tb_from_blocks
@@ -72,6 +83,7 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
     sq_sum = np.zeros(len(CATEGORIES))
     count = np.zeros(len(CATEGORIES), dtype=np.int64)
     band_sq, band_max, band_n, n_frames = 0.0, 0.0, 0, 0
+    al_sq, al_max, al_n = 0.0, 0.0, 0
     for f in range(len(frames)):
         tgt = frames.targets[f]
         if tgt is None:
@@ -95,6 +107,14 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         e_ref, _ = grid_eigenvalues(h_ref, grid)
         e_pred, _ = grid_eigenvalues(h_pred, grid)
         ef = _fermi(frames, f, e_ref, h_ref.n_orbitals, model.n_electrons)
+        ef_ref = _filling(frames, f, e_ref, h_ref.n_orbitals, model.n_electrons)
+        ef_pred = _filling(frames, f, e_pred, h_pred.n_orbitals, model.n_electrons)
+        al_sel = np.abs(e_ref - ef_ref) <= window
+        d_al = ((e_pred - ef_pred) - (e_ref - ef_ref))[al_sel]
+        if d_al.size:
+            al_sq += float((d_al ** 2).sum())
+            al_max = max(al_max, float(np.abs(d_al).max()))
+            al_n += int(d_al.size)
         e_ref = e_ref - ef                              # both relative to the reference E_F ...
         e_pred = e_pred - frames.energy_shift[f] - ef     # ... the model predicts targets shifted by energy_shift
         sel = np.abs(e_ref) <= window
@@ -112,6 +132,9 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         "band_rmse_meV": float(1e3 * np.sqrt(band_sq / band_n)) if band_n else float("nan"),
         "band_max_meV": 1e3 * band_max if band_n else float("nan"),
         "band_count": band_n,
+        "band_rmse_aligned_meV": float(1e3 * np.sqrt(al_sq / al_n)) if al_n else float("nan"),
+        "band_max_aligned_meV": 1e3 * al_max if al_n else float("nan"),
+        "band_count_aligned": al_n,
         "kgrid": int(kgrid),
         "window_eV": float(window),
     }
