@@ -19,6 +19,7 @@ from wander.cli import relax as cli_relax
 from wander.cli import run as cli_run
 from wander.data.graph import AtomGraph
 from wander.nn.model import ForceField
+from wander.moire.maps import stacking_registry
 from wander.structures import twisted_bilayer
 from wander.tb import TBHamiltonian, moon_koshino
 from wander.train.checkpoint import save_checkpoint
@@ -100,6 +101,15 @@ def test_run_end_to_end_tbg_21deg(tmp_path, checkpoint, capsys):
     assert sum(s["rigid"]["registry_counts"].values()) == sum(s["maps"]["registry_counts"].values()) == 7  # top A atoms
     assert s["maps"]["registry_counts"]["AA"] >= 1
     assert s["maps"]["interlayer_distance_A"]["mean"] == pytest.approx(3.35, abs=0.05)
+    # flat-band density map: the four bands' |psi|^2 over the path's k-points, per atom, mean 1
+    vecs = [np.linalg.eigh(ham.hk(k).toarray())[1][:, 12:16] for k in bs.path.kpts]
+    per_atom = np.bincount(ham.orbital_atoms, weights=np.mean([(np.abs(v) ** 2).sum(1) for v in vecs], axis=0))
+    reg = stacking_registry(relaxed)
+    rel = per_atom / per_atom.mean()
+    for name, value in s["maps"]["flat_band_density_by_registry"].items():
+        assert value == pytest.approx(rel[reg.extra["atoms"][reg.extra["label"] == name]].mean(), rel=1e-4), name
+    assert set(s["rigid"]["flat_band_density_by_registry"]) == set(s["maps"]["flat_band_density_by_registry"])
+    assert "flat-band density by local stacking" in text
 
 
 def test_run_default_model_is_pretrained_and_missing_is_explained(tmp_path, monkeypatch):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wander.moire.ldos import ldos_at_energy, ldos_map
+from wander.moire.ldos import ldos_at_energy, ldos_map, state_density_map
 from wander.moire.maps import displacement_field, interlayer_distance_map, stacking_registry
 from wander.structures import bilayer, twisted_bilayer
-from wander.tb import density_of_states, moon_koshino
+from wander.tb import band_windows, bandpath_2d, density_of_states, moon_koshino
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +158,26 @@ def test_flat_band_ldos_is_largest_in_aa_regions():
     corners = np.array([[0, 0], [1, 0], [0, 1], [1, 1]]) @ m.cell2     # AA sites of the moire lattice
     peak = m.xy[m.values.argmax()]
     assert np.linalg.norm(corners - peak, axis=1).min() < 5.0
+
+
+def test_flat_band_density_on_a_path_is_largest_in_aa_regions():
+    """The same magic-ratio 7.34 deg cell: the four flat bands' |psi|^2 averaged over the k-points of
+    the moire path (what ``wander run`` maps) is several times the cell mean in AA regions; the
+    unnormalised map sums to the number of bands, and a band of uniform weight maps to 1."""
+    atoms = twisted_bilayer("graphene", m=4, n=5)
+    ham = moon_koshino(atoms, v0_sigma=0.48 * 5.5)
+    n = ham.n_orbitals
+    kpts = bandpath_2d(ham.cell, None, 12).kpts
+    win = band_windows(ham, kpts, n_bands=4, first_band=n // 2 - 2, method="dense", densities=True)
+    m = state_density_map(win.densities, ham.orbital_atoms, atoms)
+    assert m.values.mean() == pytest.approx(1.0)
+    assert m.extra["states_per_atom"].sum() == pytest.approx(4.0, rel=1e-5)
+    reg = stacking_registry(atoms)
+    labels, sampled = reg.extra["label"], reg.extra["atoms"]
+    mean = {k: m.values[sampled[labels == k]].mean() for k in ("AA", "AB", "BA", "SP")}
+    assert mean["AA"] > 3 * max(mean["AB"], mean["BA"])
+    assert mean["AA"] > 1.5
+    uniform = np.full((2, 1, n), 1.0 / n)
+    np.testing.assert_allclose(state_density_map(uniform, ham.orbital_atoms, atoms).values, 1.0)
+    with pytest.raises(ValueError, match="orbital owners"):
+        state_density_map(uniform[:, :, :-1], ham.orbital_atoms, atoms)

@@ -165,6 +165,10 @@ def test_memory_estimate_refuses_absurd_request():
     assert check_memory(estimate_memory(small)) == available_memory() > 0
     kpm = estimate_memory(big, solver="kpm")
     assert kpm.stage_total("solver") < est.stage_total("solver") / 10
+    # band-state densities kept for the flat-band map: float32 per orbital, band and k-point
+    kept = estimate_memory(small, solver="shift-invert", n_bands=12, band_kpoints=60)
+    assert kept.stages["solver"]["band-state densities"] == 4 * 28 * 12 * 60
+    assert "band-state densities" not in estimate_memory(small, solver="shift-invert").stages["solver"]
 
 
 def test_memory_estimate_of_ml_heads_is_linear_and_above_the_two_centre_model():

@@ -79,6 +79,25 @@ def test_parallel_k_points_equal_serial(rattled_tbg):
     assert np.abs(serial.energies - forked.energies).max() < TOL
 
 
+def test_band_state_densities_match_dense_eigenvectors(rattled_tbg):
+    """|psi|^2 per orbital of the window's bands, in the original orbital order (the sparse route
+    factorises in a fill-reducing order), serial and forked, equal to dense eigenvectors'."""
+    ham = rattled_tbg
+    kpts = np.random.default_rng(1).random((4, 3)) * [1, 1, 0]
+    sparse = band_windows(ham, kpts, n_bands=6, energy=0.8, method="sparse", densities=True)
+    forked = band_windows(ham, kpts, n_bands=6, energy=0.8, method="sparse", workers=2, densities=True)
+    dense = band_windows(ham, kpts, n_bands=6, energy=0.8, method="dense", densities=True)
+    assert sparse.densities.shape == dense.densities.shape == (4, 6, ham.n_orbitals)
+    assert np.array_equal(sparse.band_offset, dense.band_offset)
+    assert not np.allclose(ham.fill_reducing_order, np.arange(ham.n_orbitals))  # the permutation matters
+    gaps = np.diff(dense.energies, axis=1)
+    assert gaps.min() > 1e-4                      # rattled: no degeneracy, |psi|^2 is gauge-free per band
+    np.testing.assert_allclose(sparse.densities.sum(axis=2), 1.0, atol=1e-5)
+    np.testing.assert_allclose(sparse.densities, dense.densities, atol=2e-6)
+    np.testing.assert_allclose(forked.densities, sparse.densities, atol=2e-6)
+    assert band_windows(ham, kpts, n_bands=6, energy=0.8, method="sparse").densities is None
+
+
 def test_fermi_level_at_k_equals_dense(rattled_tbg):
     ham = rattled_tbg
     k = np.array([0.2, 0.1, 0.0])

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-bands", type=int, default=12, help="bands computed per k-point (default 12)")
     parser.add_argument("--npoints", type=int, default=60, help="k-points on the moire path (default 60)")
     parser.add_argument("--dos-kgrid", type=int, default=6, help="DOS k-grid n x n x 1 (default 6)")
-    parser.add_argument("--width", type=float, default=0.005, help="DOS / LDOS broadening, eV (default 0.005)")
+    parser.add_argument("--width", type=float, default=0.005, help="DOS broadening, eV (default 0.005)")
     parser.add_argument("--compare-rigid", action="store_true",
                         help="also compute the rigid structure's bands and plot rigid vs relaxed")
     parser.add_argument("--rigid-distance", choices=("relaxed", "input"), default="relaxed",
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             relax_options={"fmax": args.fmax, "steps": args.steps, "cell": args.cell,
                            "optimizer": args.optimizer},
             n_flat=args.n_flat, n_bands=args.n_bands, npoints=args.npoints,
-            dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width, ldos_width=args.width,
+            dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width,
             memory_options=mem, compare_rigid=args.compare_rigid, rigid_distance=args.rigid_distance,
             workers=workers, progress=not args.no_progress,
         )
@@ -111,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     fb = summary["flat_bands"]
     gaps = ", ".join(f"{k} {fb[k]:.2f} meV" for k in ("gap_below_meV", "gap_above_meV") if fb[k] is not None)
     print(f"E_F = {fb['fermi_level_eV']:.4f} eV, flat-band width {fb['width_meV']:.2f} meV, {gaps}")
+    dens = summary["maps"]["flat_band_density_by_registry"]
+    print("flat-band density by local stacking (1 = cell mean): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in dens.items()))
     if "rigid" in summary:
-        print(f"rigid structure: flat-band width {summary['rigid']['flat_bands']['width_meV']:.2f} meV")
+        print(f"rigid structure: flat-band width {summary['rigid']['flat_bands']['width_meV']:.2f} meV; density "
+              + ", ".join(f"{k} {v:.2f}" for k, v in summary["rigid"]["flat_band_density_by_registry"].items()))
     print(f"done in {time.perf_counter() - t0:.1f} s; results in {args.output}/summary.json")
     return 0

@@ -25,7 +25,7 @@ from ase import Atoms
 from wander.moire.geometry import PeriodicPlane, _check_2d
 from wander.moire.maps import MoireMap
 
-__all__ = ["kgrid_points", "ldos_at_energy", "ldos_map"]
+__all__ = ["kgrid_points", "ldos_at_energy", "ldos_map", "state_density_map"]
 
 
 def kgrid_points(kgrid: tuple[int, int, int] | np.ndarray) -> np.ndarray:
@@ -158,3 +158,28 @@ def ldos_map(
     xy = PeriodicPlane(atoms.positions[:, :2], cell2, 0.0).wrap(atoms.positions[:, :2])
     return MoireMap(xy, per_atom, cell2, f"LDOS at {energy:+.4f} eV", "states/eV/atom",
                     extra={"orbital_ldos": rho})
+
+
+def state_density_map(orbital_densities: np.ndarray, orbital_atoms: np.ndarray, atoms: Atoms,
+                      name: str = "flat-band density") -> MoireMap:
+    """Per-atom density of a set of states, relative to the cell mean (1 = uniform).
+
+    ``orbital_densities`` (nk, nb, n_orb) holds ``|psi_nk(i)|^2`` of the chosen bands at each k-point
+    (e.g. :attr:`wander.tb.BandWindows.densities` of the flat bands); the map is
+    ``(1/N_k) sum_k sum_n |psi_nk|^2`` summed over each atom's orbitals, i.e. the LDOS integrated over
+    the energies of those bands, divided by its mean over the atoms. ``extra["states_per_atom"]``
+    keeps the unnormalised values (they sum to the number of bands).
+    """
+    cell2 = _check_2d(atoms)
+    dens = np.asarray(orbital_densities, dtype=float)
+    if dens.ndim != 3 or dens.shape[0] == 0 or dens.shape[1] == 0:
+        raise ValueError(f"orbital_densities must be (nk, nb, n_orb) with nk, nb >= 1, got {dens.shape}")
+    owners = np.asarray(orbital_atoms, dtype=np.int64)
+    if owners.shape != (dens.shape[2],):
+        raise ValueError(f"{dens.shape[2]} orbital densities for {owners.shape[0]} orbital owners")
+    if owners.size and (owners.max() >= len(atoms) or owners.min() < 0):
+        raise ValueError(f"the orbitals belong to atoms beyond the structure's {len(atoms)}")
+    per_atom = np.bincount(owners, weights=dens.sum(axis=1).mean(axis=0), minlength=len(atoms))
+    xy = PeriodicPlane(atoms.positions[:, :2], cell2, 0.0).wrap(atoms.positions[:, :2])
+    return MoireMap(xy, per_atom / per_atom.mean(), cell2, name, "relative to the cell mean",
+                    extra={"states_per_atom": per_atom})

@@ -150,6 +150,7 @@ def estimate_memory(
     dense_limit: int = 6000,
     workers: int = 1,
     descriptor_dim: int | None = None,
+    band_kpoints: int = 0,
 ) -> MemoryEstimate:
     """Estimate the memory of relaxing ``atoms`` and solving its tight-binding Hamiltonian.
 
@@ -176,6 +177,9 @@ def estimate_memory(
     descriptor_dim
         Width of the shared descriptor when the Hamiltonian comes from ML heads (their descriptors,
         pair list and chunk features are added to the Hamiltonian stage); None for a two-centre model.
+    band_kpoints
+        k-points whose band-state densities ``|psi|^2`` (``n_bands`` per k, float32) are kept for maps
+        (``wander run``: the path points, twice with the rigid comparison).
     """
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -229,6 +233,8 @@ def estimate_memory(
             16 * n_orb * max(2 * n_bands + 1, 20) * 2 * workers)
     else:
         solve["KPM vectors"] = int(16 * n_orb * KPM_VECTORS)
+    if band_kpoints and solver != "kpm":
+        solve["band-state densities"] = int(4 * n_orb * n_bands * int(band_kpoints))
     est.stages["solver"] = solve
     est.notes.update(n_atoms=n, n_orbitals=n_orb, hamiltonian_nnz=nnz, solver=solver)  # type: ignore[dict-item]
     return est

@@ -14,7 +14,7 @@
 ``interlayer_distance.png`` local interlayer distance map
 ``displacement.png``        in-plane displacement field of the top layer (relaxed vs rigid)
 ``registry.png``            local stacking registry (AA / AB / BA / SP)
-``ldos.png``                LDOS at the flat-band centre
+``ldos.png``                flat-band density (LDOS integrated over the flat bands, path k-points)
 ``summary.json``            flat-band width, gaps, Fermi level, timings, memory (see :func:`run_workflow`)
 ==========================  ==============================================================
 """
@@ -124,7 +124,7 @@ def _initial_energy(ham: Any, n_electrons: float) -> float:
 def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat: int, progress: bool,
                 path: Any = None, workers: int = 1):
     """Bands near charge neutrality along the moire path (or along ``path``, same fractional k-points):
-    ``(BandStructure, BandWindows, FlatBands)``."""
+    ``(BandStructure, BandWindows, FlatBands)``; the windows carry ``|psi|^2`` of their bands."""
     from ase.spectrum.band_structure import BandStructure
 
     from wander.tb import band_windows, bandpath_2d
@@ -132,11 +132,26 @@ def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat
     guess = _initial_energy(ham, n_electrons)
     path = bandpath_2d(ham.cell, None, npoints) if path is None else path
     win = band_windows(ham, path.kpts, n_bands=min(n_bands, ham.n_orbitals), energy=guess, progress=progress,
-                       workers=workers)
+                       workers=workers, densities=True)
     if win.band_offset is None:
         raise RuntimeError("band indices are unknown (no inertia count): cannot locate the flat bands")
     fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat)
     return BandStructure(path, win.energies[None], reference=fb.fermi_level), win, fb
+
+
+def _flat_density(win: Any, fb: FlatBands, ham: Any, atoms: Atoms) -> Any:
+    """Relative per-atom density of the flat bands over the path's k-points (a MoireMap)."""
+    from wander.moire.ldos import state_density_map
+
+    local = fb.first_band - np.asarray(win.band_offset, dtype=np.int64)     # (nk,) window index
+    dens = win.densities[np.arange(len(local))[:, None], local[:, None] + np.arange(fb.n_flat)[None, :]]
+    return state_density_map(dens, ham.orbital_atoms, atoms,
+                             name=f"{fb.n_flat} flat bands, {len(win.kpts)} path k-points")
+
+
+def _density_by_registry(dmap: Any, reg: Any) -> dict[str, float]:
+    labels, sampled = reg.extra["label"], reg.extra["atoms"]
+    return {k: float(dmap.values[sampled[labels == k]].mean()) for k in ("AA", "AB", "BA", "SP") if (labels == k).any()}
 
 
 def _angle_label(angle: float | None) -> str:
@@ -209,8 +224,6 @@ def run_workflow(
     npoints: int = 60,
     dos_kgrid: tuple[int, int, int] = (6, 6, 1),
     dos_width: float = 0.005,
-    ldos_kgrid: tuple[int, int, int] = (2, 2, 1),
-    ldos_width: float = 0.005,
     memory_options: dict[str, Any] | None = None,
     available_memory: int | None = None,
     compare_rigid: bool = False,
@@ -238,9 +251,8 @@ def run_workflow(
         Keyword arguments of :func:`wander.sim.relax.relax` (``fmax``, ``steps``, ``cell``, ``optimizer``).
     n_flat, n_bands, npoints
         Flat bands around charge neutrality, bands computed per k-point, k-points on the path.
-    dos_kgrid, dos_width, ldos_kgrid, ldos_width
-        k-grids (Gamma-centred) and broadenings (eV) of the DOS and of the LDOS map; the LDOS width is
-        at least half the flat-band width, so the map shows the whole flat-band manifold.
+    dos_kgrid, dos_width
+        k-grid (Gamma-centred) and broadening (eV) of the DOS.
     memory_options
         Keyword arguments of :func:`wander.sim.memory.estimate_memory`.
     available_memory
@@ -263,7 +275,6 @@ def run_workflow(
         The content of ``summary.json``: ``flat_bands`` (meV widths / gaps, eV energies), ``timings_s``,
         ``memory`` (estimate and measured ``peak_rss_bytes``), ``relax`` and map statistics.
     """
-    from wander.moire.ldos import ldos_map
     from wander.moire.maps import displacement_field, interlayer_distance_map, stacking_registry
     from wander.moire.plots import plot_displacement, plot_map, plot_registry, save_figure
     from wander.sim.relax import relax
@@ -280,7 +291,10 @@ def run_workflow(
     }
     if compare_rigid and calculator is not None:
         _rigid_reference(atoms, atoms, rigid_distance)  # bad choices fail here, not after the relaxation
-    est = estimate_memory(atoms, relax=calculator is not None, **{"workers": workers, **(memory_options or {})})
+    n_paths = 2 if compare_rigid and calculator is not None else 1
+    est = estimate_memory(atoms, relax=calculator is not None, **{"workers": workers, "n_bands": n_bands,
+                                                                  "band_kpoints": n_paths * npoints,
+                                                                  **(memory_options or {})})
     log(est.report())
     check_memory(est, available=available_memory)
     summary["memory"] = {"estimate": est.to_dict()}
@@ -317,8 +331,9 @@ def run_workflow(
     if compare_rigid and relaxed is not atoms:
         t0 = time.perf_counter()
         rigid = _rigid_reference(atoms, relaxed, rigid_distance)
-        bs_rigid, _, fb_rigid = _path_bands(predictor(rigid), n_electrons, npoints, n_bands, n_flat, progress,
-                                              path=bs.path, workers=workers)
+        ham_rigid = predictor(rigid)
+        bs_rigid, win_rigid, fb_rigid = _path_bands(ham_rigid, n_electrons, npoints, n_bands, n_flat, progress,
+                                                    path=bs.path, workers=workers)
         timings["rigid_bands"] = time.perf_counter() - t0
         bs_rigid.write(str(out / "bands_rigid.json"))
         summary["rigid"] = {"flat_bands": _flat_summary(fb_rigid), "interlayer_distance": rigid_distance,
@@ -355,17 +370,14 @@ def run_workflow(
         disp = displacement_field(atoms, relaxed)
         save_figure(plot_displacement(disp, layer=relaxed.arrays["layer"], which=1), str(out / "displacement.png"))
         maps["max_inplane_displacement_A"] = float(np.linalg.norm(disp.values[:, :2], axis=1).max())
-    width = max(ldos_width, 0.5 * fb.width)
-    # eigenvectors (dense on the k-grid, or for a large cell the states nearest the flat bands at Gamma
-    # by shift-invert), never stochastic KPM here: with 16 random vectors the per-atom LDOS of a large
-    # cell is noise of either sign
-    lmap = ldos_map(ham, relaxed, fb.centre, width=width, kgrid=ldos_kgrid if method == "exact" else (1, 1, 1),
-                    method="exact", n_eig=max(16, 4 * fb.n_flat))
-    save_figure(plot_map(lmap, cmap="inferno", title=f"LDOS at flat-band centre (width {1e3 * width:.1f} meV)"),
-                str(out / "ldos.png"))
-    labels, sampled = reg.extra["label"], reg.extra["atoms"]
-    maps["ldos_mean_by_registry"] = {k: float(lmap.values[sampled[labels == k]].mean())
-                                     for k in ("AA", "AB", "BA", "SP") if (labels == k).any()}
+    # the flat bands' |psi|^2 at the path's k-points (from the band solves): the LDOS integrated over the
+    # flat-band energies, without further solves; a single k-point (Gamma) is a poor sample of the manifold
+    lmap = _flat_density(win, fb, ham, relaxed)
+    save_figure(plot_map(lmap, cmap="inferno", title=f"flat-band density ({lmap.name})"), str(out / "ldos.png"))
+    maps["flat_band_density_by_registry"] = _density_by_registry(lmap, reg)
+    if "rigid" in summary:
+        summary["rigid"]["flat_band_density_by_registry"] = _density_by_registry(
+            _flat_density(win_rigid, fb_rigid, ham_rigid, rigid), stacking_registry(rigid))
     timings["maps"] = time.perf_counter() - t0
 
     summary["flat_bands"] = _flat_summary(fb) | {"n_kpoints": len(bs.path.kpts), "path": bs.path.path,

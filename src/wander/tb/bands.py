@@ -34,6 +34,9 @@ class BandWindows:
         ``"dense"`` or ``"sparse"``.
     seconds : float
         Wall time of the eigensolver loop.
+    densities : (nk, nb, n_orbitals) float32 or None
+        ``|psi_nk(i)|^2`` of every band of the window per orbital (original orbital order; each
+        row sums to 1; zero where the band was not resolved), if asked for.
     """
 
     kpts: np.ndarray
@@ -41,6 +44,7 @@ class BandWindows:
     band_offset: np.ndarray | None
     method: str
     seconds: float
+    densities: np.ndarray | None = None
 
 
 def _resolve_path(ham: TBHamiltonian, path, npoints: int) -> BandPath:
@@ -62,6 +66,7 @@ def band_windows(
     gauge: str = "lattice",
     progress: bool = False,
     workers: int = 1,
+    densities: bool = False,
 ) -> BandWindows:
     """Eigenvalues of a fixed range of bands at arbitrary k-points (engine of :func:`band_structure`).
 
@@ -88,6 +93,9 @@ def band_windows(
     workers : int
         Processes for the sparse route (contiguous chunks of k-points, forked workers; each
         needs the memory of one factorisation).
+    densities : bool
+        Also return ``|psi|^2`` of the window's bands per orbital (``nk * n_bands * n_orbitals``
+        float32 numbers).
 
     Returns
     -------
@@ -107,37 +115,50 @@ def band_windows(
     t0 = time.perf_counter()
     if method == "dense":
         bar = tqdm(kpts, desc="bands", unit="k", disable=not progress)
-        rows = []
+        rows, dens = [], []
         lo = 0 if first_band is None else first_band
         for idx, k in enumerate(bar):
-            e = eigvalsh_dense(ham.hk(k, gauge))
+            if densities:
+                e, v = np.linalg.eigh(ham.hk(k, gauge).toarray())
+            else:
+                e = eigvalsh_dense(ham.hk(k, gauge))
             if idx == 0 and first_band is None and n_bands is not None and energy is not None:
                 lo = int(np.sort(np.argsort(np.abs(e - energy), kind="stable")[:n_bands])[0])
-            rows.append(e if n_bands is None else e[lo : lo + n_bands])
+            hi = len(e) if n_bands is None else lo + n_bands
+            rows.append(e[lo:hi])
+            if densities:
+                dens.append((np.abs(v[:, lo:hi]) ** 2).T.astype(np.float32))
         offsets = np.full(len(kpts), lo)
-        return BandWindows(kpts, np.array(rows), offsets, "dense", time.perf_counter() - t0)
+        return BandWindows(kpts, np.array(rows), offsets, "dense", time.perf_counter() - t0,
+                           np.array(dens) if densities else None)
     if n_bands is None or energy is None:
         raise ValueError(
             f"{n} orbitals: the sparse route computes a window of bands; give n_bands and energy"
         )
     bar = tqdm(total=len(kpts), desc="bands", unit="k", disable=not progress)
     asm = ham.assembler(ordered=True, diagonal=True)
+    order = ham.fill_reducing_order if densities else None
     if workers > 1 and len(kpts) > 2:
         # the first k-point fixes the band range, then chunks of the path run in parallel
-        rows, lo, known = _sparse_rows(asm, kpts[:1], gauge, n_bands, float(energy), first_band, bar)
-        more, _, known_more = _sparse_rows_parallel(asm, kpts[1:], gauge, n_bands, float(energy), lo, bar, workers)
+        rows, lo, known, dens = _sparse_rows(asm, kpts[:1], gauge, n_bands, float(energy), first_band, bar, order)
+        more, _, known_more, dmore = _sparse_rows_parallel(asm, kpts[1:], gauge, n_bands, float(energy), lo, bar,
+                                                           workers, order)
         rows, known = np.vstack([rows, more]), known and known_more
+        dens = None if dens is None else np.concatenate([dens, dmore])
     else:
-        rows, lo, known = _sparse_rows(asm, kpts, gauge, n_bands, float(energy), first_band, bar)
+        rows, lo, known, dens = _sparse_rows(asm, kpts, gauge, n_bands, float(energy), first_band, bar, order)
     bar.close()
     offsets = np.full(len(kpts), lo) if known and lo is not None else None
-    return BandWindows(kpts, rows, offsets, "sparse", time.perf_counter() - t0)
+    return BandWindows(kpts, rows, offsets, "sparse", time.perf_counter() - t0, dens)
 
 
-def _sparse_rows(asm, kpts, gauge, n_bands, energy, lo, bar):
-    """Shift-invert windows at ``kpts`` -> rows (nk, n_bands), band index ``lo``, indices known."""
+def _sparse_rows(asm, kpts, gauge, n_bands, energy, lo, bar, order=None):
+    """Shift-invert windows at ``kpts`` -> rows (nk, n_bands), band index ``lo``, indices known, and
+    ``|psi|^2`` (nk, n_bands, n) in the original orbital order where ``order`` (the assembler's
+    fill-reducing order) is given, else None."""
     n = asm.shape[0]
     rows = np.full((len(kpts), n_bands), np.nan)
+    dens = None if order is None else np.zeros((len(kpts), n_bands, n), dtype=np.float32)
     v0 = None
     known = True
     for idx, k in enumerate(kpts):
@@ -158,14 +179,18 @@ def _sparse_rows(asm, kpts, gauge, n_bands, energy, lo, bar):
             known = False
             near = np.sort(np.argsort(np.abs(res.eigenvalues - energy), kind="stable")[:n_bands])
             rows[idx] = res.eigenvalues[near]
+            slots, cols = np.arange(len(near)), near
         else:
             g = res.n_below + np.arange(len(res.eigenvalues))
             sel = (g >= lo) & (g < lo + n_bands)
             rows[idx, g[sel] - lo] = res.eigenvalues[sel]
+            slots, cols = g[sel] - lo, np.flatnonzero(sel)
+        if dens is not None:  # ordered basis: row a of the factorised matrix is orbital order[a]
+            dens[idx][np.ix_(slots, order)] = (np.abs(res.vectors[:, cols]) ** 2).T
         v0 = res.vectors.sum(axis=1)
         if bar is not None:
             bar.update(1)
-    return rows, lo, known
+    return rows, lo, known, dens
 
 
 _FORKED: dict = {}  # work shared with forked workers (inherited memory, nothing pickled)
@@ -174,23 +199,24 @@ _FORKED: dict = {}  # work shared with forked workers (inherited memory, nothing
 def _chunk_rows(bounds):
     a, b = bounds
     w = _FORKED
-    rows, _, known = _sparse_rows(w["asm"], w["kpts"][a:b], w["gauge"], w["n_bands"], w["energy"], w["lo"], None)
-    return rows, known
+    rows, _, known, dens = _sparse_rows(w["asm"], w["kpts"][a:b], w["gauge"], w["n_bands"], w["energy"], w["lo"],
+                                        None, w["order"])
+    return rows, known, dens
 
 
-def _sparse_rows_parallel(asm, kpts, gauge, n_bands, energy, lo, bar, workers):
+def _sparse_rows_parallel(asm, kpts, gauge, n_bands, energy, lo, bar, workers, order=None):
     """:func:`_sparse_rows` over contiguous chunks of k-points in forked processes."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     if "fork" not in mp.get_all_start_methods() or lo is None:
-        return _sparse_rows(asm, kpts, gauge, n_bands, energy, lo, bar)
+        return _sparse_rows(asm, kpts, gauge, n_bands, energy, lo, bar, order)
     # chunks of about 3 neighbouring k-points: the starting vector carries over within a chunk, and
     # the progress bar moves as each chunk finishes (in any order)
     n_chunks = min(len(kpts), max(2 * workers, -(-len(kpts) // 3)))
     edges = np.linspace(0, len(kpts), n_chunks + 1).round().astype(int)
     bounds = list(zip(edges[:-1], edges[1:]))
-    _FORKED.update(asm=asm, kpts=kpts, gauge=gauge, n_bands=n_bands, energy=energy, lo=lo)
+    _FORKED.update(asm=asm, kpts=kpts, gauge=gauge, n_bands=n_bands, energy=energy, lo=lo, order=order)
     try:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             futures = {pool.submit(_chunk_rows, ab): i for i, ab in enumerate(bounds)}
@@ -202,7 +228,8 @@ def _sparse_rows_parallel(asm, kpts, gauge, n_bands, energy, lo, bar, workers):
                     bar.update(int(bounds[i][1] - bounds[i][0]))
     finally:
         _FORKED.clear()
-    return np.vstack([p[0] for p in parts]), lo, all(p[1] for p in parts)
+    dens = None if order is None else np.concatenate([p[2] for p in parts])
+    return np.vstack([p[0] for p in parts]), lo, all(p[1] for p in parts), dens
 
 
 def band_structure(
