@@ -3,12 +3,17 @@
     python3 bench/scale.py relax1e5   # 0.33 deg cell (114,076 atoms): LBFGS relaxation, ML H, KPM DOS
     python3 bench/scale.py h1e6       # 0.105 deg cell (998,788 atoms): ML Hamiltonian, KPM DOS
     python3 bench/scale.py all        # both (smoke: a 364-atom cell, to check the script)
+    python3 bench/scale.py save-state # last frame of the relax1e5 parts -> bench/relax1e5_state.npz
 
 Each stage runs in a fresh child process (its peak RSS is its own), prints its figures and merges
 them into ``bench/scale_results.json`` (machine, versions, date, load average). The relaxation of
 ``relax1e5`` writes ``scale_work/relax1e5.<part>.traj`` (every 5th step) and a rerun after a kill
 starts from the last frame written.
-These runs take tens of minutes each on 2 cores, so they are not part of ``bench/run.py``.
+``save-state`` stores that frame (float32 displacements from the rigid cell, the cell, the steps
+done so far) in ``bench/relax1e5_state.npz``, small enough to commit, and a run on a machine
+without ``scale_work/`` starts from it, so the relaxation can be carried over several sessions.
+These runs take tens of minutes each on 2 cores (the 1e5-atom relaxation hours), so they are not
+part of ``bench/run.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ RESULTS = BENCH / "scale_results.json"
 WORK = BENCH.parent / "scale_work"
 CASES = {"relax1e5": 0.33, "h1e6": 0.105, "smoke": 6.01}  # smoke: a 364-atom check of the script
 RELAX = ("relax1e5", "smoke")
+STATE = BENCH / "relax1e5_state.npz"
+TRAJ_INTERVAL = 5
 GIB = 2**30
 
 
@@ -89,19 +96,22 @@ def stage(case: str, steps: int, fmax: float, moments: int, vectors: int) -> dic
         from wander.calculator import WanderCalculator
         from wander.sim.relax import relax
 
-        parts = sorted(WORK.glob(f"{case}.*.traj"), key=lambda f: int(f.name.split(".")[1]))
-        parts = [f for f in parts if f.stat().st_size > 0]
+        parts = _parts(case)
         start = atoms
         if parts:  # resume from the last written frame of the previous part
             last = read(parts[-1], -1)
             start = atoms.copy()
             start.positions, start.cell = last.positions, last.cell
             out["resumed_from"] = parts[-1].name
+        elif case == "relax1e5" and STATE.exists():  # carried over from another machine
+            start, done = _load_state(atoms)
+            out["resumed_from"] = f"{STATE.name} (about {done} steps done before)"
+            (WORK / f"{case}.base").write_text(f"{done}\n")  # steps before this machine's parts
         traj = WORK / f"{case}.{len(parts)}.traj"
         calc = WanderCalculator(ckpt, precision="float32")
         t0, c0 = time.perf_counter(), time.process_time()
         relaxed = relax(start, calc, fmax=fmax, steps=steps, cell="in-plane", optimizer="LBFGS",
-                        trajectory=str(traj), traj_interval=5, progress=True)
+                        trajectory=str(traj), traj_interval=TRAJ_INTERVAL, progress=True)
         _stamp(out, "relax", t0, c0)
         z = relaxed.positions[:, 2]
         layer = relaxed.arrays["layer"]
@@ -121,6 +131,46 @@ def stage(case: str, steps: int, fmax: float, moments: int, vectors: int) -> dic
     return out
 
 
+def _parts(case: str) -> list[Path]:
+    parts = sorted(WORK.glob(f"{case}.*.traj"), key=lambda f: int(f.name.split(".")[1]))
+    return [f for f in parts if f.stat().st_size > 0]
+
+
+def _load_state(rigid):
+    data = np.load(STATE)
+    if data["positions_rigid_shape"].tolist() != list(rigid.positions.shape):
+        raise SystemExit(f"{STATE} was saved for another cell ({data['positions_rigid_shape']} positions)")
+    start = rigid.copy()
+    start.positions = rigid.positions + data["displacement"].astype(float)
+    start.cell = data["cell"]
+    return start, int(data["steps_done"])
+
+
+def save_state() -> int:
+    """Last frame of the relax1e5 trajectory parts (plus any earlier carried-over state) -> STATE."""
+    from ase.io import read
+
+    from wander.structures import twisted_bilayer
+
+    parts = _parts("relax1e5")
+    if not parts:
+        print(f"no relax1e5 trajectory under {WORK}: nothing to save")
+        return 1
+    rigid = twisted_bilayer("graphene", angle=CASES["relax1e5"])
+    base = WORK / "relax1e5.base"
+    done = int(base.read_text()) if base.exists() else 0
+    for f in parts:  # one frame every TRAJ_INTERVAL steps, the first at step 0 of the part
+        done += TRAJ_INTERVAL * (len(read(f, ":")) - 1)
+    last = read(parts[-1], -1)
+    fmax = float(np.linalg.norm(last.get_forces(), axis=1).max())
+    np.savez_compressed(STATE, displacement=(last.positions - rigid.positions).astype(np.float32),
+                        cell=np.asarray(last.cell), steps_done=done, fmax_atoms=fmax,
+                        positions_rigid_shape=np.array(rigid.positions.shape))
+    print(f"saved {STATE} ({STATE.stat().st_size / 2**20:.2f} MiB): about {done} steps, max atomic force "
+          f"{fmax:.4f} eV/A")
+    return 0
+
+
 def _merge(result: dict) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data.setdefault("runs", {})[result["case"]] = result
@@ -130,7 +180,7 @@ def _merge(result: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("case", choices=(*CASES, "all"))
+    p.add_argument("case", choices=(*CASES, "all", "save-state"))
     p.add_argument("--steps", type=int, default=600, help="relaxation step limit (relax1e5)")
     p.add_argument("--fmax", type=float, default=0.02, help="relaxation target, eV/A (relax1e5)")
     p.add_argument("--moments", type=int, default=2000, help="KPM moments")
@@ -138,6 +188,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch / BLAS threads")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.case == "save-state":
+        return save_state()
     if args.child:
         import torch
 
