@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -79,6 +80,16 @@ def test_loss_matches_explicit_formula() -> None:
     assert math.isclose(float(value), expected, rel_tol=1e-12)
     assert math.isclose(metrics["rmse_e"], np.sqrt(np.mean((de / n) ** 2)), rel_tol=1e-12)
     assert math.isclose(metrics["rmse_f"], np.sqrt(np.mean(df**2)), rel_tol=1e-12)
+    # DeePMD's relative_f: each atom's force error divided by |F_label| + relative_f; metrics unchanged
+    rel = dataclasses.replace(cfg, relative_f=0.5)
+    value_rel, metrics_rel = EnergyLoss(rel, 1e-3)(pred, batch, 1e-3)
+    norm = np.linalg.norm(batch.labels["forces"].numpy(), axis=1, keepdims=True) + 0.5
+    expected_rel = expected - 3.0 * np.mean(df**2) + 3.0 * np.mean((df / norm) ** 2)
+    assert math.isclose(float(value_rel), expected_rel, rel_tol=1e-12)
+    assert metrics_rel["rmse_f"] == metrics["rmse_f"]
+    with pytest.raises(ValueError, match="relative_f"):
+        parse_config({"model": tiny_model_config(type_map=("C",)), "loss": {"relative_f": 0.0},
+                      "training": {"training_data": {"systems": [str(TRAIN_XYZ)]}}})
 
 
 def test_batch_sampler_covers_every_frame_each_epoch() -> None:

@@ -254,7 +254,12 @@ class LearningRateConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """``loss``: prefactors ``p = limit + (start - limit) * lr / start_lr`` per term (DeePMD ``ener``)."""
+    """``loss``: prefactors ``p = limit + (start - limit) * lr / start_lr`` per term (DeePMD ``ener``).
+
+    ``relative_f`` (eV/A, DeePMD's key): if set, each atom's force error enters the loss divided by
+    ``|F_label| + relative_f``, so frames with very large forces (e.g. strongly distorted
+    active-learning frames) do not dominate the gradient; the reported force RMSE stays absolute.
+    """
 
     type: str = "ener"
     start_pref_e: float = 0.02
@@ -263,10 +268,12 @@ class LossConfig:
     limit_pref_f: float = 1.0
     start_pref_v: float = 0.0
     limit_pref_v: float = 0.0
+    relative_f: float | None = None
     hamiltonian: HamiltonianLossConfig | None = None
 
     def __post_init__(self) -> None:
         _check(self.type == "ener", "type", f"only 'ener' is supported, got {self.type!r}")
+        _check(self.relative_f is None or self.relative_f > 0, "relative_f", "must be > 0 (eV/A) or absent")
         for f in dataclasses.fields(self):
             if f.name.startswith(("start_pref", "limit_pref")):
                 _check(getattr(self, f.name) >= 0, f.name, "must be >= 0")

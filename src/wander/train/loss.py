@@ -93,8 +93,13 @@ class EnergyLoss:
             metrics["rmse_e"] = sq(de / n[m])
         if "forces" in graph.labels and "forces" in pred and bool(graph.label_mask["forces"].any()):
             m = graph.label_mask["forces"][graph.batch]
-            df = (pred["forces"] - graph.labels["forces"].to(n.dtype))[m]
-            loss = loss + pref["f"] * (df**2).mean()
+            ref = graph.labels["forces"].to(n.dtype)[m]
+            df = pred["forces"][m] - ref
+            if self.cfg.relative_f is not None:  # DeePMD's relative force loss
+                scaled = df / (ref.norm(dim=-1, keepdim=True) + self.cfg.relative_f)
+                loss = loss + pref["f"] * (scaled**2).mean()
+            else:
+                loss = loss + pref["f"] * (df**2).mean()
             metrics["rmse_f"] = sq(df)
         if "virial" in graph.labels and "virial" in pred and bool(graph.label_mask["virial"].any()):
             m = graph.label_mask["virial"]
