@@ -242,6 +242,15 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
     cfg["training"]["training_data"]["oversample"] = {"nothing_*": 2}
     with pytest.raises(ValueError, match="oversample"):
         train(parse_config(cfg), tmp_path / "run3", progress=False)
+    cfg["training"]["training_data"]["oversample"] = None
+    cfg["training"]["training_data"]["exclude"] = ["nothing_*"]
+    with pytest.raises(ValueError, match="exclude: 'nothing_\\*' matches no frame"):
+        train(parse_config(cfg), tmp_path / "run4", progress=False)
+    cfg["training"]["training_data"]["exclude"] = ["scan_350_*"]   # the fit then sees one distance only
+    train(parse_config(cfg), tmp_path / "run5", progress=False)
+    fit = load_checkpoint(tmp_path / "run5" / "model.pt")["metadata"]["statistics"]["interlayer_fit"]
+    assert fit["frames"] == 4
+    cfg["training"]["training_data"]["exclude"] = []
     cfg["model"]["interlayer"]["fit_offsets"] = "sometimes"
     with pytest.raises(ValueError, match="fit_offsets"):
         parse_config(cfg)

@@ -308,13 +308,17 @@ class DataConfig:
     dataset's ``train`` / ``valid``). ``numb_btch``: validation batches evaluated at every display
     step (validation only). ``oversample``: ``{glob: factor}`` repeats the frames whose
     ``info["config"]`` matches the glob ``factor`` times in every epoch (training only; e.g. the
-    registry scan, whose small energy differences drown in the other frames' noise).
+    registry scan, whose small energy differences drown in the other frames' noise). ``exclude``:
+    globs on ``info["config"]``; matching frames are left out (e.g. ``["blgal_*"]``, strongly
+    distorted active-learning frames that a small network cannot fit without losing accuracy near
+    equilibrium, docs/model.md); each glob must match a frame.
     """
 
     systems: tuple[str, ...]
     numb_btch: int = 1
     split: str | None = None
     oversample: dict[str, int] | None = None
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(len(self.systems) > 0, "systems", "must list at least one file or folder")

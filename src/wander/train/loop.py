@@ -241,6 +241,7 @@ def train(
 
     train_set = load_frame_set(tcfg.training_data.systems, type_map, rcut, dtype=dtype,
                                split=tcfg.training_data.split, hamiltonian=hcfg)
+    train_set = _exclude(train_set, tcfg.training_data.exclude, "training_data")
     if len(train_set) == 0:
         raise ValueError("no training frames")
     if tcfg.training_data.oversample:
@@ -249,6 +250,7 @@ def train(
     if tcfg.validation_data is not None:
         val_set = load_frame_set(tcfg.validation_data.systems, type_map, rcut, dtype=dtype,
                                  split=tcfg.validation_data.split, hamiltonian=hcfg)
+        val_set = _exclude(val_set, tcfg.validation_data.exclude, "validation_data")
         val_batches = _batches(val_set, tcfg.batch_size, tcfg.validation_data.numb_btch)
     train_graphs = train_set.graphs
     has_virial = any("virial" in g.labels for g in train_graphs)
@@ -417,6 +419,21 @@ def _fit_interlayer(ff, train_set, icfg) -> dict[str, Any]:
              rep["energy_rmse_meV_start"], rep["energy_rmse_meV_fit"],
              rep["force_rmse_meV_A_start"], rep["force_rmse_meV_A_fit"])
     return {"fitted": True, **rep}
+
+
+def _exclude(frames: FrameSet, globs: tuple[str, ...], where: str) -> FrameSet:
+    """The frames whose ``info["config"]`` matches none of ``globs``."""
+    import fnmatch
+
+    if not globs:
+        return frames
+    names = [str(a.info.get("config", "")) for a in frames.atoms]
+    for glob in globs:
+        if not any(fnmatch.fnmatch(n, glob) for n in names):
+            raise ValueError(f"training.{where}.exclude: {glob!r} matches no frame")
+    keep = [k for k, n in enumerate(names) if not any(fnmatch.fnmatch(n, g) for g in globs)]
+    log.info("%s: %d of %d frames left after exclude %s", where, len(keep), len(names), list(globs))
+    return frames.subset(keep)
 
 
 def _oversample(frames: FrameSet, factors: dict[str, int]) -> FrameSet:
