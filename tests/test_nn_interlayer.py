@@ -251,6 +251,10 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
     fit = load_checkpoint(tmp_path / "run5" / "model.pt")["metadata"]["statistics"]["interlayer_fit"]
     assert fit["frames"] == 4
     cfg["training"]["training_data"]["exclude"] = []
+    cfg["training"]["training_data"]["weights"] = {"nothing_*": 0.1}
+    with pytest.raises(ValueError, match="weights: 'nothing_\\*' matches no training frame"):
+        train(parse_config(cfg), tmp_path / "run6", progress=False)
+    cfg["training"]["training_data"]["weights"] = None
     cfg["model"]["interlayer"]["fit_offsets"] = "sometimes"
     with pytest.raises(ValueError, match="fit_offsets"):
         parse_config(cfg)

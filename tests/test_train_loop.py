@@ -87,6 +87,14 @@ def test_loss_matches_explicit_formula() -> None:
     expected_rel = expected - 3.0 * np.mean(df**2) + 3.0 * np.mean((df / norm) ** 2)
     assert math.isclose(float(value_rel), expected_rel, rel_tol=1e-12)
     assert metrics_rel["rmse_f"] == metrics["rmse_f"]
+    # per-frame weights multiply each frame's terms (atoms take their frame's weight); metrics unchanged
+    w = torch.tensor([0.25, 2.0], dtype=torch.float64)
+    value_w, metrics_w = EnergyLoss(cfg, 1e-3)(pred, batch, 1e-3, w)
+    wa = w.numpy()[batch.batch.numpy()][:, None]
+    expected_w = (2.0 * np.mean(w.numpy() * de**2 / n) + 3.0 * np.mean(wa * df**2)
+                  + 5.0 * np.mean(w.numpy() * np.mean(dv**2, 1) / n))
+    assert math.isclose(float(value_w), expected_w, rel_tol=1e-12)
+    assert metrics_w["rmse_f"] == metrics["rmse_f"]
     with pytest.raises(ValueError, match="relative_f"):
         parse_config({"model": tiny_model_config(type_map=("C",)), "loss": {"relative_f": 0.0},
                       "training": {"training_data": {"systems": [str(TRAIN_XYZ)]}}})

@@ -311,7 +311,9 @@ class DataConfig:
     registry scan, whose small energy differences drown in the other frames' noise). ``exclude``:
     globs on ``info["config"]``; matching frames are left out (e.g. ``["blgal_*"]``, strongly
     distorted active-learning frames that a small network cannot fit without losing accuracy near
-    equilibrium, docs/model.md); each glob must match a frame.
+    equilibrium, docs/model.md); each glob must match a frame. ``weights``: ``{glob: w}`` multiplies
+    the force-field loss of the matching training frames by ``w`` (the smallest matching weight
+    wins; the Hamiltonian loss is not weighted).
     """
 
     systems: tuple[str, ...]
@@ -319,11 +321,14 @@ class DataConfig:
     split: str | None = None
     oversample: dict[str, int] | None = None
     exclude: tuple[str, ...] = ()
+    weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         _check(len(self.systems) > 0, "systems", "must list at least one file or folder")
         if self.oversample is not None:
             _check(all(int(v) >= 1 for v in self.oversample.values()), "oversample", "factors must be >= 1")
+        if self.weights is not None:
+            _check(all(float(v) >= 0 for v in self.weights.values()), "weights", "weights must be >= 0")
         _check(self.numb_btch >= 1, "numb_btch", "must be >= 1")
         _check(self.split is None or len(self.split) > 0, "split", "must be a non-empty name")
 

@@ -42,7 +42,8 @@ class FrameSet:
     ``graphs[f]`` the labelled force-field graph; ``atoms[f]`` the structure; ``targets[f]`` the
     Hamiltonian targets (``HamiltonianTargets``) or None; ``fermi[f]`` the DFT Fermi level (eV) or
     NaN; ``source[f]`` the data path; ``reference[f]`` ``(hamiltonian arrays, frame index)`` of the
-    full reference Hamiltonian in the DFT dataset, or None.
+    full reference Hamiltonian in the DFT dataset, or None; ``weight[f]`` the weight of the frame's
+    force-field loss (``training_data.weights``; 1 by default).
     """
 
     graphs: list[AtomGraph] = field(default_factory=list)
@@ -52,6 +53,11 @@ class FrameSet:
     source: list[str] = field(default_factory=list)
     reference: list = field(default_factory=list)
     energy_shift: list[float] = field(default_factory=list)
+    weight: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.weight:
+            self.weight = [1.0] * len(self.graphs)
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -63,7 +69,7 @@ class FrameSet:
     def subset(self, index: Sequence[int]) -> "FrameSet":
         return FrameSet(*([getattr(self, k)[i] for i in index]
                           for k in ("graphs", "atoms", "targets", "fermi", "source", "reference",
-                                    "energy_shift")))
+                                    "energy_shift", "weight")))
 
 
 def read_dataset_frames(path: str | os.PathLike) -> tuple[list[Atoms], dict[str, np.ndarray], list[int | None]]:
@@ -152,6 +158,7 @@ def load_frame_set(paths: Sequence[str | os.PathLike], type_map: Sequence[str], 
             out.source.append(str(path))
             out.reference.append((ham, h) if h is not None else None)
             out.energy_shift.append(shift)
+            out.weight.append(1.0)
     if split is not None and not out.graphs:
         raise ValueError(f"no frames with split {split!r} in {[str(p) for p in paths]}")
     return out
@@ -168,6 +175,7 @@ class Batch:
     blocks: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     layer: torch.Tensor | None = None
+    weight: torch.Tensor | None = None     # (n_frames,) force-field loss weights; None: all 1
 
     @property
     def has_hamiltonian(self) -> bool:
@@ -188,13 +196,15 @@ def make_batch(frames: FrameSet, index: Sequence[int]) -> Batch:
     from wander.nn.hamiltonian.batch import collate_targets
 
     graph = collate([frames.graphs[k] for k in index])
+    w = [frames.weight[k] for k in index]
+    weight = None if all(x == 1.0 for x in w) else torch.tensor(w, dtype=graph.positions.dtype)
     targets = [frames.targets[k] for k in index]
     if all(t is None for t in targets):
-        return Batch(graph)
+        return Batch(graph, weight=weight)
     m = next(t for t in targets if t is not None).blocks.shape[1]
     n_atoms = [len(frames.atoms[k]) for k in index]
     tb = collate_targets([t if t is not None else _empty_targets(m) for t in targets], n_atoms,
                          dtype=graph.positions.dtype)
     layer = np.concatenate([np.asarray(frames.atoms[k].arrays.get("layer", np.full(len(frames.atoms[k]), -1)),
                                        dtype=np.int64) for k in index])
-    return Batch(graph, tb.pair_index, tb.pair_R, tb.category, tb.blocks, tb.mask, torch.as_tensor(layer))
+    return Batch(graph, tb.pair_index, tb.pair_R, tb.category, tb.blocks, tb.mask, torch.as_tensor(layer), weight)

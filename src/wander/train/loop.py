@@ -104,7 +104,7 @@ def _step_loss(model: torch.nn.Module, batch: Batch | AtomGraph, loss_fn: Energy
     if ff_mode != "skip":
         ff = model.forcefield if ham_loss is not None else model
         pred = ff(batch.graph, compute_virial=compute_virial, create_graph=create_graph and ff_mode == "train")
-        ff_loss, metrics = loss_fn(pred, batch.graph, lr)
+        ff_loss, metrics = loss_fn(pred, batch.graph, lr, batch.weight)
         if ff_mode == "train":
             loss = ff_loss
     if ham_loss is not None and batch.has_hamiltonian:
@@ -242,6 +242,8 @@ def train(
     train_set = load_frame_set(tcfg.training_data.systems, type_map, rcut, dtype=dtype,
                                split=tcfg.training_data.split, hamiltonian=hcfg)
     train_set = _exclude(train_set, tcfg.training_data.exclude, "training_data")
+    if tcfg.training_data.weights:
+        _weigh(train_set, tcfg.training_data.weights)
     if len(train_set) == 0:
         raise ValueError("no training frames")
     if tcfg.training_data.oversample:
@@ -434,6 +436,21 @@ def _exclude(frames: FrameSet, globs: tuple[str, ...], where: str) -> FrameSet:
     keep = [k for k, n in enumerate(names) if not any(fnmatch.fnmatch(n, g) for g in globs)]
     log.info("%s: %d of %d frames left after exclude %s", where, len(keep), len(names), list(globs))
     return frames.subset(keep)
+
+
+def _weigh(frames: FrameSet, weights: dict[str, float]) -> None:
+    """Set the loss weight of the frames whose ``info["config"]`` matches a glob (the smallest wins)."""
+    import fnmatch
+
+    names = [str(a.info.get("config", "")) for a in frames.atoms]
+    for glob in weights:
+        if not any(fnmatch.fnmatch(n, glob) for n in names):
+            raise ValueError(f"training.training_data.weights: {glob!r} matches no training frame")
+    for k, name in enumerate(names):
+        match = [float(w) for g, w in weights.items() if fnmatch.fnmatch(name, g)]
+        if match:
+            frames.weight[k] = min(match)
+    log.info("loss weights: %s", {g: sum(fnmatch.fnmatch(n, g) for n in names) for g in weights})
 
 
 def _oversample(frames: FrameSet, factors: dict[str, int]) -> FrameSet:

@@ -78,34 +78,38 @@ class EnergyLoss:
         }
 
     def __call__(
-        self, pred: dict[str, torch.Tensor], graph: AtomGraph, lr: float
+        self, pred: dict[str, torch.Tensor], graph: AtomGraph, lr: float, weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss (scalar tensor) and metrics ``rmse_e`` / ``rmse_f`` / ``rmse_v`` (floats)."""
+        """Total loss (scalar tensor) and metrics ``rmse_e`` / ``rmse_f`` / ``rmse_v`` (floats).
+
+        ``weight`` (n_frames,) multiplies each frame's terms in the loss (not the metrics)."""
         pref = self.prefactors(lr)
         n = graph.n_atoms.to(pred["energy"].dtype)
+        w = torch.ones_like(n) if weight is None else weight.to(n.dtype)
         sq = lambda t: float(t.detach().pow(2).mean().sqrt())  # noqa: E731
         loss = pred["energy"].new_zeros(())
         metrics: dict[str, float] = {}
         if "energy" in graph.labels and bool(graph.label_mask["energy"].any()):
             m = graph.label_mask["energy"]
             de = (pred["energy"] - graph.labels["energy"].to(n.dtype))[m]
-            loss = loss + pref["e"] * (de**2 / n[m]).mean()
+            loss = loss + pref["e"] * (w[m] * de**2 / n[m]).mean()
             metrics["rmse_e"] = sq(de / n[m])
         if "forces" in graph.labels and "forces" in pred and bool(graph.label_mask["forces"].any()):
             m = graph.label_mask["forces"][graph.batch]
             ref = graph.labels["forces"].to(n.dtype)[m]
             df = pred["forces"][m] - ref
+            wa = w[graph.batch][m][:, None]
             if self.cfg.relative_f is not None:  # DeePMD's relative force loss
                 scaled = df / (ref.norm(dim=-1, keepdim=True) + self.cfg.relative_f)
-                loss = loss + pref["f"] * (scaled**2).mean()
+                loss = loss + pref["f"] * (wa * scaled**2).mean()
             else:
-                loss = loss + pref["f"] * (df**2).mean()
+                loss = loss + pref["f"] * (wa * df**2).mean()
             metrics["rmse_f"] = sq(df)
         if "virial" in graph.labels and "virial" in pred and bool(graph.label_mask["virial"].any()):
             m = graph.label_mask["virial"]
             dv = (pred["virial"] - graph.labels["virial"].to(n.dtype))[m].reshape(-1, 9)
             if self.needs_virial:
-                loss = loss + pref["v"] * ((dv**2).mean(-1) / n[m]).mean()
+                loss = loss + pref["v"] * (w[m] * (dv**2).mean(-1) / n[m]).mean()
             metrics["rmse_v"] = sq(dv / n[m, None])
         metrics["rmse"] = float(loss.detach().clamp(min=0).sqrt())
         return loss, metrics
