@@ -123,6 +123,10 @@ def test_cli_refits_a_checkpoint_and_keeps_the_rest(tmp_path, capsys) -> None:
     meta = payload["metadata"]
     assert meta["note"] == "kept" and payload["step"] == 7
     assert meta["interlayer_refit"]["frames_bias"] == len(frames) - 1     # the valid frame stays out
+    name = frames[0].info["config"]
+    assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(tmp_path / "ex.pt"),
+                 "--fit-configs", "scan_*", "--steps", "10", "--exclude", name]) == 0
+    assert load_checkpoint(tmp_path / "ex.pt")["metadata"]["interlayer_refit"]["frames_bias"] == len(frames) - 2
     refit = load_model(dst)
     assert refit.interlayer.parameter_dict() != model.interlayer.parameter_dict()
     assert np.abs(_errors(refit, frames)).max() < np.abs(_errors(model, frames)).max()
@@ -130,4 +134,7 @@ def test_cli_refits_a_checkpoint_and_keeps_the_rest(tmp_path, capsys) -> None:
     assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(tmp_path / "x.pt"),
                  "--split", "test"]) != 0
     assert "no frames with info['split'] == 'test'" in capsys.readouterr().err
+    assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(tmp_path / "x.pt"),
+                 "--exclude", "nothing_*"]) != 0
+    assert "--exclude 'nothing_*' matches no frame" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()

@@ -2,7 +2,7 @@
 
 The network is frozen; the Kolmogorov-Crespi term is refitted to what the network leaves on the
 registry-scan frames of DATA (``--fit-configs``), and the energy bias is re-centred on all frames of
-``--split`` (see :mod:`wander.train.refit`). Hamiltonian heads are kept as they are.
+``--split`` but those of ``--exclude`` (see :mod:`wander.train.refit`). Hamiltonian heads are kept as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-configs", default="blgscan_*",
                         help="glob on info['config'] of the frames the term is fitted to (default blgscan_*)")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps of the fit (default 1500)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="leave out frames whose info['config'] matches (repeatable; e.g. 'blgal_*', "
+                             "strongly distorted frames that should not move the energy bias)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +41,13 @@ def run(args: argparse.Namespace) -> int:
         frames = [a for a in frames if a.info.get("split") == args.split]
         if not frames:
             raise ValueError(f"no frames with info['split'] == {args.split!r} in {args.data}")
+    import fnmatch
+
+    for glob in args.exclude:
+        kept = [a for a in frames if not fnmatch.fnmatch(str(a.info.get("config", "")), glob)]
+        if len(kept) == len(frames):
+            raise ValueError(f"--exclude {glob!r} matches no frame")
+        frames = kept
     rep = refit_checkpoint(args.model, args.output, frames, fit_configs=args.fit_configs, steps=args.steps)
     print(f"interlayer term refitted on {rep['frames_fitted']} frames: total-model RMSE on them "
           f"{rep['scan_rmse_meV_before']:.3f} -> {rep['scan_rmse_meV_after']:.3f} meV per frame")
