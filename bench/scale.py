@@ -149,6 +149,7 @@ def _load_state(rigid):
 def save_state() -> int:
     """Last frame of the relax1e5 trajectory parts (plus any earlier carried-over state) -> STATE."""
     from ase.io import read
+    from ase.io.trajectory import Trajectory
 
     from wander.structures import twisted_bilayer
 
@@ -160,7 +161,8 @@ def save_state() -> int:
     base = WORK / "relax1e5.base"
     done = int(base.read_text()) if base.exists() else 0
     for f in parts:  # one frame every TRAJ_INTERVAL steps, the first at step 0 of the part
-        done += TRAJ_INTERVAL * (len(read(f, ":")) - 1)
+        with Trajectory(f) as traj:  # frame count from the index, without reading the frames
+            done += TRAJ_INTERVAL * (len(traj) - 1)
     last = read(parts[-1], -1)
     fmax = float(np.linalg.norm(last.get_forces(), axis=1).max())
     np.savez_compressed(STATE, displacement=(last.positions - rigid.positions).astype(np.float32),

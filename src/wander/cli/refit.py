@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wander.data.datasets import read_frames
-    from wander.train.data import is_dft_dataset
+    from wander.train.data import config_glob_matches, is_dft_dataset
     from wander.train.refit import refit_checkpoint
 
     if args.steps < 1:
@@ -41,13 +41,9 @@ def run(args: argparse.Namespace) -> int:
         frames = [a for a in frames if a.info.get("split") == args.split]
         if not frames:
             raise ValueError(f"no frames with info['split'] == {args.split!r} in {args.data}")
-    import fnmatch
-
-    for glob in args.exclude:
-        kept = [a for a in frames if not fnmatch.fnmatch(str(a.info.get("config", "")), glob)]
-        if len(kept) == len(frames):
-            raise ValueError(f"--exclude {glob!r} matches no frame")
-        frames = kept
+    for glob in args.exclude:  # in turn: each glob must match a frame the earlier ones left
+        hits = config_glob_matches(frames, [glob], "--exclude {glob} matches no frame")
+        frames = [a for a, h in zip(frames, hits) if not h]
     rep = refit_checkpoint(args.model, args.output, frames, fit_configs=args.fit_configs, steps=args.steps)
     print(f"interlayer term refitted on {rep['frames_fitted']} frames: total-model RMSE on them "
           f"{rep['scan_rmse_meV_before']:.3f} -> {rep['scan_rmse_meV_after']:.3f} meV per frame")

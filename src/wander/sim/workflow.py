@@ -364,8 +364,9 @@ def run_workflow(
     reg = stacking_registry(relaxed)
     save_figure(plot_registry(reg), str(out / "registry.png"))
     maps: dict[str, Any] = {"interlayer_distance_A": dist.summary(), "registry_counts": _registry_counts(reg)}
-    if "rigid" in summary:
-        summary["rigid"]["registry_counts"] = _registry_counts(stacking_registry(atoms))
+    if "rigid" in summary:  # the rigid reference has the input's in-plane positions, hence its registry
+        reg_rigid = stacking_registry(rigid)
+        summary["rigid"]["registry_counts"] = _registry_counts(reg_rigid)
     if relaxed is not atoms:
         disp = displacement_field(atoms, relaxed)
         save_figure(plot_displacement(disp, layer=relaxed.arrays["layer"], which=1), str(out / "displacement.png"))
@@ -377,7 +378,7 @@ def run_workflow(
     maps["flat_band_density_by_registry"] = _density_by_registry(lmap, reg)
     if "rigid" in summary:
         summary["rigid"]["flat_band_density_by_registry"] = _density_by_registry(
-            _flat_density(win_rigid, fb_rigid, ham_rigid, rigid), stacking_registry(rigid))
+            _flat_density(win_rigid, fb_rigid, ham_rigid, rigid), reg_rigid)
     timings["maps"] = time.perf_counter() - t0
 
     summary["flat_bands"] = _flat_summary(fb) | {"n_kpoints": len(bs.path.kpts), "path": bs.path.path,

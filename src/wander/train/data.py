@@ -72,6 +72,21 @@ class FrameSet:
                                     "energy_shift", "weight")))
 
 
+def config_glob_matches(frames: Sequence[Atoms], globs, message: str) -> list[list[str]]:
+    """For every frame, the globs of ``globs`` that its ``info["config"]`` matches.
+
+    Each glob must match some frame, else ``ValueError(message.format(glob=glob))``.
+    """
+    import fnmatch
+
+    names = [str(a.info.get("config", "")) for a in frames]
+    hits = [[g for g in globs if fnmatch.fnmatch(n, g)] for n in names]
+    for glob in globs:
+        if not any(glob in h for h in hits):
+            raise ValueError(message.format(glob=repr(glob)))
+    return hits
+
+
 def read_dataset_frames(path: str | os.PathLike) -> tuple[list[Atoms], dict[str, np.ndarray], list[int | None]]:
     """Frames of a DFT dataset folder, its Hamiltonian arrays, and the Hamiltonian index of every frame."""
     from wander.dft.dataset import load_hamiltonians

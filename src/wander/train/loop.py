@@ -36,7 +36,7 @@ from wander.data.graph import AtomGraph
 from wander.nn.model import PRECISIONS, ForceField
 from wander.train.checkpoint import load_checkpoint, save_checkpoint
 from wander.train.config import Config, parse_config, save_config
-from wander.train.data import Batch, FrameSet, load_frame_set, make_batch
+from wander.train.data import Batch, FrameSet, config_glob_matches, load_frame_set, make_batch
 from wander.train.loss import EnergyLoss, ExpLearningRate, HamiltonianLoss
 
 __all__ = ["BatchSampler", "train", "evaluate"]
@@ -425,45 +425,31 @@ def _fit_interlayer(ff, train_set, icfg) -> dict[str, Any]:
 
 def _exclude(frames: FrameSet, globs: tuple[str, ...], where: str) -> FrameSet:
     """The frames whose ``info["config"]`` matches none of ``globs``."""
-    import fnmatch
-
     if not globs:
         return frames
-    names = [str(a.info.get("config", "")) for a in frames.atoms]
-    for glob in globs:
-        if not any(fnmatch.fnmatch(n, glob) for n in names):
-            raise ValueError(f"training.{where}.exclude: {glob!r} matches no frame")
-    keep = [k for k, n in enumerate(names) if not any(fnmatch.fnmatch(n, g) for g in globs)]
-    log.info("%s: %d of %d frames left after exclude %s", where, len(keep), len(names), list(globs))
+    hits = config_glob_matches(frames.atoms, globs, f"training.{where}.exclude: {{glob}} matches no frame")
+    keep = [k for k, h in enumerate(hits) if not h]
+    log.info("%s: %d of %d frames left after exclude %s", where, len(keep), len(hits), list(globs))
     return frames.subset(keep)
 
 
 def _weigh(frames: FrameSet, weights: dict[str, float]) -> None:
     """Set the loss weight of the frames whose ``info["config"]`` matches a glob (the smallest wins)."""
-    import fnmatch
-
-    names = [str(a.info.get("config", "")) for a in frames.atoms]
-    for glob in weights:
-        if not any(fnmatch.fnmatch(n, glob) for n in names):
-            raise ValueError(f"training.training_data.weights: {glob!r} matches no training frame")
-    for k, name in enumerate(names):
-        match = [float(w) for g, w in weights.items() if fnmatch.fnmatch(name, g)]
-        if match:
-            frames.weight[k] = min(match)
-    log.info("loss weights: %s", {g: sum(fnmatch.fnmatch(n, g) for n in names) for g in weights})
+    hits = config_glob_matches(frames.atoms, list(weights),
+                               "training.training_data.weights: {glob} matches no training frame")
+    for k, h in enumerate(hits):
+        if h:
+            frames.weight[k] = min(float(weights[g]) for g in h)
+    log.info("loss weights: %s", {g: sum(g in h for h in hits) for g in weights})
 
 
 def _oversample(frames: FrameSet, factors: dict[str, int]) -> FrameSet:
     """Repeat the frames whose ``info["config"]`` matches a glob of ``factors`` (the largest factor wins)."""
-    import fnmatch
-
-    for glob in factors:
-        if not any(fnmatch.fnmatch(str(a.info.get("config", "")), glob) for a in frames.atoms):
-            raise ValueError(f"training.training_data.oversample: {glob!r} matches no training frame")
+    hits = config_glob_matches(frames.atoms, list(factors),
+                               "training.training_data.oversample: {glob} matches no training frame")
     index = []
-    for k, atoms in enumerate(frames.atoms):
-        name = str(atoms.info.get("config", ""))
-        index += [k] * max([int(f) for g, f in factors.items() if fnmatch.fnmatch(name, g)] or [1])
+    for k, h in enumerate(hits):
+        index += [k] * max([int(factors[g]) for g in h] or [1])
     out = frames.subset(index)
     log.info("oversampled training frames: %d -> %d", len(frames), len(out))
     return out

@@ -98,12 +98,10 @@ class EnergyLoss:
             m = graph.label_mask["forces"][graph.batch]
             ref = graph.labels["forces"].to(n.dtype)[m]
             df = pred["forces"][m] - ref
-            wa = w[graph.batch][m][:, None]
+            scaled = df
             if self.cfg.relative_f is not None:  # DeePMD's relative force loss
                 scaled = df / (ref.norm(dim=-1, keepdim=True) + self.cfg.relative_f)
-                loss = loss + pref["f"] * (wa * scaled**2).mean()
-            else:
-                loss = loss + pref["f"] * (wa * df**2).mean()
+            loss = loss + pref["f"] * (w[graph.batch][m][:, None] * scaled**2).mean()
             metrics["rmse_f"] = sq(df)
         if "virial" in graph.labels and "virial" in pred and bool(graph.label_mask["virial"].any()):
             m = graph.label_mask["virial"]
