@@ -73,6 +73,25 @@ def test_in_plane_cell_relaxation_keeps_c_and_relieves_stress(capsys):
     assert np.abs(fixed.get_stress()[[0, 1]]).min() > 10 * np.abs(s[[0, 1]]).max()
 
 
+def test_in_plane_cell_of_a_large_cell_relaxes_in_few_lbfgs_steps():
+    """The strain mode is scaled like an atom at any size: a uniformly strained 1,600-atom cell (all
+    of its gradient in the cell) relaxes in a few LBFGS steps. With ASE's default factor N the same
+    cell would move by ~g / (70 N) in log-strain per step."""
+    start = build_bilayer("graphene", stacking="AB", distance=3.4).repeat((20, 20, 1))
+    start.set_cell(np.array(start.cell) * [[1.01], [1.01], [1.0]], scale_atoms=True)
+    calc = BilayerPairPotential()
+    out = relax(start, calc, fmax=2e-3, steps=60, cell="in-plane", optimizer="LBFGS", progress=False)
+    assert out.info["relax_converged"] and out.info["relax_steps"] <= 30
+    virial_per_atom = np.abs(out.get_stress(voigt=True)[[0, 1, 5]]) * out.get_volume() / len(out)
+    assert virial_per_atom.max() < 2e-3                          # the criterion is per-atom virial
+    assert fmax_of(out, calc) < 2e-3
+    assert out.info["relax_fmax"] < 2e-3
+    # same minimum as a small cell of the same material: the lattice constant does not depend on N
+    small = relax(build_bilayer("graphene", stacking="AB", distance=3.4),
+                  calc, fmax=2e-4, steps=200, cell="in-plane", optimizer="BFGS", progress=False)
+    np.testing.assert_allclose(np.linalg.norm(out.cell[0]) / 20, np.linalg.norm(small.cell[0]), rtol=2e-4)
+
+
 def test_relax_with_force_field_lowers_energy():
     model = stiff_model()
     start = bilayer(2, rattle=0.08, seed=5)

@@ -8,8 +8,16 @@
   components of the in-plane vectors stay exactly as they are;
 - ``"full"``     atoms and all six strain components (3D-periodic systems).
 
-The convergence criterion is the optimizer's: the largest row norm of the generalised force (atoms,
-and for cell modes the scaled virial rows of the filter) below ``fmax`` (eV/Angstrom).
+Convergence: the largest atomic force and, for cell modes, the largest row of ``virial / N`` (eV per
+atom, the criterion of ASE's default cell filter) below ``fmax``.
+
+Cell coordinates are scaled for the optimizer. ASE's default ``exp_cell_factor = N`` makes the
+strain mode about N times softer than an atom in the optimizer's coordinates (curvature
+``K / N`` with ``K`` the elastic energy per atom per unit strain squared), so LBFGS moves the cell
+by ``~1e-8`` strain per step at 1e5 atoms and the in-plane stress of a large moire cell barely
+relaxes. With ``exp_cell_factor = sqrt(N)`` the strain mode's curvature is ``K``, the size of an
+atom's (graphene: ``K`` about 55 eV, atoms about 30-70 eV/A^2), at every cell size; only the
+coordinates change, not the minimum or the convergence criterion above.
 """
 
 from __future__ import annotations
@@ -122,14 +130,26 @@ def relax(
     work = atoms.copy()
     work.calc = calculator
     mask = CELL_MODES[cell]
+    n_atoms = len(work)
+    cell_factor = float(np.sqrt(n_atoms))
     if mask is None:
         target: Any = work
     else:
         from ase.filters import FrechetCellFilter
 
-        target = FrechetCellFilter(work, mask=list(mask))
+        target = FrechetCellFilter(work, mask=list(mask), exp_cell_factor=cell_factor)
     e0 = float(work.get_potential_energy())
     opt = opt_cls(target, logfile=logfile)
+
+    def fmax_of_gradient(g: np.ndarray) -> float:
+        """Largest atomic force and (cell modes) largest row of virial / N, eV/A."""
+        g = np.asarray(g, dtype=float).reshape(-1, 3)
+        if mask is not None:
+            g = np.vstack([g[:n_atoms], g[n_atoms:] * (cell_factor / n_atoms)])
+        return float(np.sqrt((g * g).sum(1).max())) if g.size else 0.0
+
+    # the optimizer steps in the scaled coordinates but stops on the physical criterion
+    opt.gradient_converged = lambda g: fmax_of_gradient(g) < opt.fmax
     traj = None
     if trajectory is not None:
         from ase.io.trajectory import Trajectory
@@ -139,8 +159,7 @@ def relax(
         opt.attach(traj.write, interval=int(traj_interval))
 
     def current_fmax() -> float:
-        g = np.asarray(opt.optimizable.get_gradient()).reshape(-1, 3)
-        return float(np.sqrt((g * g).sum(1).max())) if g.size else 0.0
+        return fmax_of_gradient(opt.optimizable.get_gradient())
 
     bar = None
     if progress:
