@@ -47,6 +47,32 @@ def test_inertia_count_equals_dense_count(rattled_tbg):
             assert f.n_below == int(np.count_nonzero(dense < f.sigma))
 
 
+def test_factorisation_at_the_backward_error_bound_leaves_eigenpairs_exact(rattled_tbg):
+    """An accepted LDL^H may be the factorisation of H - sigma + E with ||E|| up to
+    BACKWARD_ERROR_MAX ||H||: the eigenpairs still come out exact (Rayleigh-Ritz with H itself)
+    and the inertia count is that of H for eigenvalues further than ||E|| from sigma."""
+    import scipy.sparse as sp
+
+    from wander.tb.eigen import BACKWARD_ERROR_MAX, RESIDUAL_MAX
+
+    ham = rattled_tbg
+    k = np.array([0.137, 0.291, 0.0])
+    h = ham.assembler(ordered=True, diagonal=True).matrix(k)
+    dense = np.linalg.eigvalsh(h.toarray())
+    norm = float(abs(h).sum(axis=1).max())
+    noise = np.random.default_rng(0).uniform(-1.0, 1.0, h.shape[0]) * BACKWARD_ERROR_MAX * norm
+    perturbed = (h + sp.diags(noise)).tocsr()
+    for target in (0.79, -1.3):
+        factor = ShiftInvert(perturbed, target)            # a factorisation of H + E, not of H
+        assert factor.sigma == target
+        res = eigsh_near(h, target, 10, factor=factor)
+        nearest = np.sort(dense[np.argsort(np.abs(dense - target))[:10]])
+        assert np.abs(res.eigenvalues - nearest).max() < TOL
+        assert res.n_below == int(np.searchsorted(dense, nearest[0] - 1e-9))
+        # Ritz vectors of the perturbed operator: residual ~ ||E||, eigenvalue error ~ residual^2 / gap
+        assert res.residual <= RESIDUAL_MAX * max(1.0, float(np.abs(res.eigenvalues).max()))
+
+
 def test_degenerate_multiplet_at_the_shift():
     # the 9x9 graphene supercell folds K and K' onto Gamma: E = 0 is four-fold degenerate,
     # and sigma = 0 hits it exactly (the factorisation must move sigma off the singularity)
