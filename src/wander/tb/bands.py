@@ -197,10 +197,15 @@ _FORKED: dict = {}  # work shared with forked workers (inherited memory, nothing
 
 
 def _chunk_rows(bounds):
+    from threadpoolctl import threadpool_limits
+
     a, b = bounds
     w = _FORKED
-    rows, _, known, dens = _sparse_rows(w["asm"], w["kpts"][a:b], w["gauge"], w["n_bands"], w["energy"], w["lo"],
-                                        None, w["order"])
+    # SuperLU and ARPACK call BLAS: threaded BLAS in every worker oversubscribes the cores (2 workers
+    # with 2 OpenBLAS threads each on 2 cores ran 3-10x slower than with one thread each)
+    with threadpool_limits(limits=w["blas_threads"], user_api="blas"):
+        rows, _, known, dens = _sparse_rows(w["asm"], w["kpts"][a:b], w["gauge"], w["n_bands"], w["energy"],
+                                            w["lo"], None, w["order"])
     return rows, known, dens
 
 
@@ -216,7 +221,11 @@ def _sparse_rows_parallel(asm, kpts, gauge, n_bands, energy, lo, bar, workers, o
     n_chunks = min(len(kpts), max(2 * workers, -(-len(kpts) // 3)))
     edges = np.linspace(0, len(kpts), n_chunks + 1).round().astype(int)
     bounds = list(zip(edges[:-1], edges[1:]))
-    _FORKED.update(asm=asm, kpts=kpts, gauge=gauge, n_bands=n_bands, energy=energy, lo=lo, order=order)
+    import os
+
+    blas_threads = max(1, (os.cpu_count() or 1) // workers)
+    _FORKED.update(asm=asm, kpts=kpts, gauge=gauge, n_bands=n_bands, energy=energy, lo=lo, order=order,
+                   blas_threads=blas_threads)
     try:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             futures = {pool.submit(_chunk_rows, ab): i for i, ab in enumerate(bounds)}
