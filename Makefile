@@ -13,7 +13,7 @@ install:
 
 demo: install
 	mkdir -p $(OUT)
-	wander run --material graphene --angle 1.05 --compare-rigid --npoints 30 --fmax 0.02 --steps 600 -o $(OUT)
+	wander run --material graphene --angle 1.05 --compare-rigid --npoints 30 --fmax 0.001 --steps 600 -o $(OUT)
 
 test: install
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MPLBACKEND=Agg $(PYTHON) -m pytest -q
