@@ -18,6 +18,7 @@ SEL = 80           # >= the 72 neighbours of an AB-bilayer carbon within 6 A
 HYPER = {"rcut": 6.0, "rcut_smth": 0.5, "sel": [SEL], "neuron": [25, 50, 100], "axis_neuron": 16,
          "fitting": [240, 240, 240]}
 DP_PYTHON = os.environ.get("WANDER_BENCH_DP_PYTHON", "/tmp/dpvenv/bin/python")
+CHUNK_ATOMS = 8192  # wander's evaluator chunk, and DeePMD-kit's above 10k atoms
 
 
 def _wander_model():
@@ -34,7 +35,7 @@ def _wander_model():
     return ForceField.from_config(cfg).eval()
 
 
-def wander_worker(n_atoms: int, repeats: int = 1, chunk_atoms: int = 8192) -> dict:
+def wander_worker(n_atoms: int, repeats: int = 1, chunk_atoms: int = CHUNK_ATOMS) -> dict:
     """Neighbour list + chunked energy/forces/virial (wander.sim.evaluation, as the ASE calculator)."""
     import torch
 
@@ -106,7 +107,7 @@ def _extended_system(atoms, rcut: float, sel: int):
 
 
 def dp_lower_call(model, ext_pos, mapping, nlist):
-    """``call() -> (result, forces)``: DeePMD-kit's ``forward_lower`` on a prepared extended system,
+    """``call() -> (energy, forces)``: DeePMD-kit's ``forward_lower`` on a prepared extended system,
     its extended forces folded back onto the local atoms (what LAMMPS does)."""
     import torch
 
@@ -117,12 +118,13 @@ def dp_lower_call(model, ext_pos, mapping, nlist):
 
     def call():
         ret = model.forward_lower(ext, ext_type, nl_t, map_t)
-        return ret, torch.zeros(n, 3, dtype=torch.float64).index_add_(0, map_t[0], ret["extended_force"][0])
+        forces = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, map_t[0], ret["extended_force"][0].detach())
+        return float(ret["energy"].detach().sum()), forces
 
     return call
 
 
-def dp_lower_chunked_call(model, ext_pos, mapping, nlist, chunk_atoms: int = 8192):
+def dp_lower_chunked_call(model, ext_pos, mapping, nlist, chunk_atoms: int = CHUNK_ATOMS):
     """``call() -> (energy, forces)``: ``forward_lower`` over chunks of ``chunk_atoms`` local atoms,
     each with its own ghost shell (domain decomposition as in a multi-rank LAMMPS run), so that memory
     stays bounded. Energies add up and the extended forces of every chunk are folded back onto their
@@ -194,11 +196,11 @@ def deepmd_worker(n_atoms: int, repeats: int = 1, own_nlist: bool = True, chunk_
     for _ in range(repeats):
         rr: dict = {}
         with measure(rr, "lower"):
-            ret, f = lower()
+            energy, _ = lower()
         runs.append(rr)
     out["nlist"] = r["nlist"]
     out["lower"] = min(runs, key=lambda r: r["lower"]["cpu_s"])["lower"]
-    out["energy_lower"] = ret if chunk_atoms is not None else float(ret["energy"].sum())
+    out["energy_lower"] = energy
     out["n_extended"] = len(ext_pos)
     return out
 
@@ -221,7 +223,7 @@ def run(quick: bool = False, threads: int = 1) -> dict:
             # with the same chunk size as wander's evaluator
             d = run_child("ff", "deepmd_worker", {"n_atoms": n, "repeats": 2 if n <= 1000 else 1,
                                                   "own_nlist": own,
-                                                  "chunk_atoms": 8192 if n > 10000 else None},
+                                                  "chunk_atoms": CHUNK_ATOMS if n > 10000 else None},
                           python=DP_PYTHON, threads=threads, timeout=900)
             row["deepmd"] = d
         _summarise(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -221,8 +222,6 @@ def _sparse_rows_parallel(asm, kpts, gauge, n_bands, energy, lo, bar, workers, o
     n_chunks = min(len(kpts), max(2 * workers, -(-len(kpts) // 3)))
     edges = np.linspace(0, len(kpts), n_chunks + 1).round().astype(int)
     bounds = list(zip(edges[:-1], edges[1:]))
-    import os
-
     blas_threads = max(1, (os.cpu_count() or 1) // workers)
     _FORKED.update(asm=asm, kpts=kpts, gauge=gauge, n_bands=n_bands, energy=energy, lo=lo, order=order,
                    blas_threads=blas_threads)

@@ -25,8 +25,9 @@ and returns real parts. We call that path explicitly, with our own shift-invert 
   off-diagonal pivots, or is unstable (e.g. zero onsite energies of a bipartite lattice with
   ``sigma`` at the band centre), ``sigma`` is moved by up to ``1e-3 ||H||`` and the
   factorisation repeated. If that fails, a pivoted LU is used (robust solves, no inertia).
-  A stable ``LDL^H`` is the exact factorisation of ``H - sigma + E`` with ``||E|| <= 1e-8 ||H||`` (:data:`BACKWARD_ERROR_MAX`), so its inertia is
-  exact except for eigenvalues closer than that to ``sigma``, and the eigenpairs are not affected
+  A stable ``LDL^H`` is the exact factorisation of ``H - sigma + E`` with
+  ``||E|| <= 1e-8 ||H||`` (:data:`BACKWARD_ERROR_MAX`), so its inertia is exact except for
+  eigenvalues closer than that to ``sigma``, and the eigenpairs are not affected
   at all: they come from a Rayleigh-Ritz step with ``H`` itself and their residuals are checked.
   (A bound of 1e-10 rejected ordinary factorisations of a relaxed 1.05 deg cell with the ML
   Hamiltonian, backward error 2.7e-10, and sent those k-points through further factorisations
