@@ -4,6 +4,8 @@
     python3 bench/scale.py h1e6       # 0.105 deg cell (998,788 atoms): ML Hamiltonian, KPM DOS
     python3 bench/scale.py all        # both (smoke: a 364-atom cell, to check the script)
     python3 bench/scale.py save-state # last frame of the relax1e5 parts -> bench/relax1e5_state.npz
+    python3 bench/scale.py report     # registry / distance statistics of that state vs the rigid cell,
+                                      # distance map and KPM DOS figures (docs/images/tbg_0.34deg_*)
 
 Each stage runs in a fresh child process (its peak RSS is its own), prints its figures and merges
 them into ``bench/scale_results.json`` (machine, versions, date, load average). The relaxation of
@@ -38,6 +40,7 @@ WORK = BENCH.parent / "scale_work"
 CASES = {"relax1e5": 0.33, "h1e6": 0.105, "smoke": 6.01}  # smoke: a 364-atom check of the script
 RELAX = ("relax1e5", "smoke")
 STATE = BENCH / "relax1e5_state.npz"
+IMAGES = BENCH.parent / "docs" / "images"
 TRAJ_INTERVAL = 5
 GIB = 2**30
 
@@ -173,6 +176,61 @@ def save_state() -> int:
     return 0
 
 
+def report() -> int:
+    """Moire statistics of the saved relax1e5 state against the rigid cell, a distance map and the KPM DOS
+    figure (docs/images/tbg_0.34deg_*.png); merged into the relax1e5 entry of the results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wander.calculator import WanderCalculator
+    from wander.moire.maps import interlayer_distance_map, stacking_registry
+    from wander.moire.plots import plot_map, save_figure
+    from wander.pretrained import resolve_model
+    from wander.structures import twisted_bilayer
+
+    rigid = twisted_bilayer("graphene", angle=CASES["relax1e5"])
+    relaxed, done = _load_state(rigid)
+    stats = {"steps_done": done}
+    for name, atoms in (("rigid", rigid), ("relaxed", relaxed)):
+        reg = stacking_registry(atoms)
+        dmap = interlayer_distance_map(atoms)
+        labels, sampled = reg.extra["label"], reg.extra["atoms"]
+        calc = WanderCalculator(resolve_model(None), precision="float32")
+        atoms.calc = calc
+        stats[name] = {
+            "registry_sites": {k: int((labels == k).sum()) for k in ("AA", "AB", "BA", "SP")},
+            "distance_A": {k: float(dmap.values[sampled[labels == k]].mean()) for k in ("AA", "AB", "BA", "SP")
+                           if (labels == k).any()},
+            "distance_range_A": [float(dmap.values.min()), float(dmap.values.max())],
+            "energy_eV": float(atoms.get_potential_energy()),
+            "fmax_eV_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+        }
+        atoms.calc = None
+        if name == "relaxed":
+            fig = plot_map(dmap, title=f"interlayer distance (A), {len(atoms):,} atoms, relaxed")
+            save_figure(fig, str(IMAGES / "tbg_0.34deg_interlayer_distance.png"))
+            plt.close("all")
+    stats["relaxation_energy_meV_per_atom"] = 1e3 * (stats["relaxed"]["energy_eV"] - stats["rigid"]["energy_eV"]) / len(rigid)
+    dos_file = WORK / "relax1e5_dos.npz"
+    if dos_file.exists():
+        dos = np.load(dos_file)
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        ax.plot(dos["energies"], dos["weights"] / len(rigid), color="C0", lw=1)
+        ax.set_xlabel("energy (eV)")
+        ax.set_ylabel("DOS (states / eV / orbital)")
+        ax.set_title(f"KPM DOS, relaxed 0.34 deg TBG, {len(rigid):,} orbitals")
+        fig.tight_layout()
+        fig.savefig(IMAGES / "tbg_0.34deg_kpm_dos.png", dpi=130)
+        plt.close(fig)
+    data = json.loads(RESULTS.read_text())
+    data["runs"]["relax1e5"]["maps"] = stats
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(stats, indent=1))
+    return 0
+
+
 def _merge(result: dict) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data.setdefault("runs", {})[result["case"]] = result
@@ -182,7 +240,7 @@ def _merge(result: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("case", choices=(*CASES, "all", "save-state"))
+    p.add_argument("case", choices=(*CASES, "all", "save-state", "report"))
     p.add_argument("--steps", type=int, default=600, help="relaxation step limit (relax1e5)")
     p.add_argument("--fmax", type=float, default=0.02, help="relaxation target, eV/A (relax1e5)")
     p.add_argument("--moments", type=int, default=2000, help="KPM moments")
@@ -192,6 +250,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.case == "save-state":
         return save_state()
+    if args.case == "report":
+        return report()
     if args.child:
         import torch
 
