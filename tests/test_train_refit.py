@@ -138,3 +138,53 @@ def test_cli_refits_a_checkpoint_and_keeps_the_rest(tmp_path, capsys) -> None:
                  "--exclude", "nothing_*"]) != 0
     assert "--exclude 'nothing_*' matches no frame" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def _monolayers(model: ForceField, n: int = 3) -> list[Atoms]:
+    """Rattled single sheets labelled by ``model``'s network + the per-atom constant (no interlayer term)."""
+    network = ForceField(model.type_map, model.descriptor, model.fitting).eval()
+    rng = np.random.default_rng(5)
+    out = []
+    for k in range(n):
+        a = _shifted_bilayer((0, 0), 3.4)[:2].repeat((2, 2, 1))
+        a.positions += rng.normal(0, 0.03, a.positions.shape)
+        a.info["config"] = f"mono_{k}"
+        g = AtomGraph.from_atoms(a, model.type_map, model.rcut)
+        res = network(g, compute_virial=False)
+        a.calc = SinglePointCalculator(a, energy=float(res["energy"]) + PER_ATOM * len(a),
+                                       forces=res["forces"].detach().numpy())
+        out.append(a)
+    return out
+
+
+def test_anchored_refit_takes_the_binding_energy_from_isolated_layers() -> None:
+    """Labels whose bilayers are bound by BIND per atom more than the term's shape reveals: a free offset
+    cannot see it, the anchored fit (energy zero from the monolayers) must move the binding towards it."""
+    bind = -4e-3
+    truth = KolmogorovCrespi(params={"C0": 24e-3, "A": 14e-3, "delta": 0.75})
+    results = {}
+    for anchor in (None, "isolated"):
+        model = _model()
+        frames = _frames(model, truth)
+        for a in frames:
+            a.calc.results["energy"] += bind * len(a)
+        frames += _monolayers(model)
+        rep = refit_interlayer(model, frames, fit_configs="scan_*", steps=800, anchor=anchor)
+        assert rep["anchor_frames"] == (3 if anchor else 0)
+        err = _errors(model, frames)
+        results[anchor] = (rep, float(err[:15].mean() - err[-3:].mean()))  # model - DFT binding, eV/atom
+    g = AtomGraph.from_atoms(_frames(_model(), truth)[0], ("C",), RCUT)
+    free, anchored = results[None][1], results["isolated"][1]
+    assert abs(free) > 0.8 * abs(bind)                       # the free offset misses the extra binding
+    assert abs(anchored) < 0.5 * abs(free)                   # the anchored fit recovers most of it
+    assert results["isolated"][0]["binding_meV_per_atom_after"] < results[None][0]["binding_meV_per_atom_after"]
+    assert float(truth.energy_forces(g)[0].detach()) < 0                # the truth term binds at all
+
+
+def test_anchor_without_isolated_frames_falls_back_to_a_free_offset() -> None:
+    model = _model()
+    frames = _frames(model, KolmogorovCrespi())
+    rep = refit_interlayer(model, frames, fit_configs="scan_*", steps=20, anchor="isolated")
+    assert rep["anchor_frames"] == 0
+    with pytest.raises(ValueError, match="anchor must be"):
+        refit_interlayer(model, frames, fit_configs="scan_*", steps=5, anchor="monolayer")

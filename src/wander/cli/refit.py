@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-configs", default="blgscan_*",
                         help="glob on info['config'] of the frames the term is fitted to (default blgscan_*)")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps of the fit (default 1500)")
+    parser.add_argument("--anchor", choices=("none", "isolated"), default="none",
+                        help="energy zero of the fit: 'none' (default) a free offset; 'isolated' from the frames "
+                             "without interlayer pairs (monolayers), so that the term carries the binding energy "
+                             "(at the cost of the registry landscape with this form; docs/model.md)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="leave out frames whose info['config'] matches (repeatable; e.g. 'blgal_*', "
                              "strongly distorted frames that should not move the energy bias)")
@@ -44,9 +48,15 @@ def run(args: argparse.Namespace) -> int:
     for glob in args.exclude:  # in turn: each glob must match a frame the earlier ones left
         hits = config_glob_matches(frames, [glob], "--exclude {glob} matches no frame")
         frames = [a for a, h in zip(frames, hits) if not h]
-    rep = refit_checkpoint(args.model, args.output, frames, fit_configs=args.fit_configs, steps=args.steps)
+    rep = refit_checkpoint(args.model, args.output, frames, fit_configs=args.fit_configs, steps=args.steps,
+                           anchor=None if args.anchor == "none" else args.anchor)
     print(f"interlayer term refitted on {rep['frames_fitted']} frames: total-model RMSE on them "
           f"{rep['scan_rmse_meV_before']:.3f} -> {rep['scan_rmse_meV_after']:.3f} meV per frame")
+    if rep["anchor_frames"]:
+        print(f"energy zero from {rep['anchor_frames']} frames without interlayer pairs; interlayer energy on the "
+              f"fitted frames {rep['binding_meV_per_atom_before']:.2f} -> {rep['binding_meV_per_atom_after']:.2f} meV/atom")
+    elif rep["anchor"]:
+        print("no frames without interlayer pairs among the data: the fit's energy zero is a free offset")
     print("energy bias shift: " + ", ".join(f"{t} {1e3 * s:+.3f} meV" for t, s in rep["bias_shift_eV"].items())
           + f" (over {rep['frames_bias']} frames)")
     print("parameters: " + json.dumps({k[6:]: round(v, 6) for k, v in rep.items() if k.startswith("param_")}))

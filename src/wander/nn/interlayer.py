@@ -186,15 +186,18 @@ class KolmogorovCrespi(nn.Module):
 def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: Sequence[int] | None = None,
                    force_weight: float = 1.0, in_plane_forces: bool = True, steps: int = 1500,
                    lr: float = 0.02,
-                   baseline: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+                   baseline: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   free_offset: bool = True) -> dict[str, float]:
     """Fit the parameters of ``term`` to labelled frames of one composition (e.g. a registry scan).
 
     Minimises ``mean((E_DFT - E_KC - c)^2) / n_atoms^2 + force_weight * mean |F_DFT - F_KC|^2`` over
     the eight parameters and one offset ``c`` per group of frames (the frames' intralayer energy),
     with Adam. ``baseline`` = (frame energies (B,), forces (N, 3)) of the rest of a model (e.g. its
     trained network, :func:`refit_interlayer`) is subtracted from the labels first, so that the term
-    is fitted to what the rest leaves. Returns the fit report: energy RMSE per frame and force RMSE
-    (meV, meV/A) before and after.
+    is fitted to what the rest leaves. ``free_offset=False`` fits without the offsets: the baseline
+    then carries the frames' whole non-interlayer energy (e.g. anchored on isolated layers), so the
+    term's absolute value, the binding energy, is fitted too. Returns the fit report: energy RMSE per
+    frame and force RMSE (meV, meV/A) before and after.
     """
     if not graphs:
         raise ValueError("fit_interlayer: no frames to fit")
@@ -239,7 +242,8 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
             for k in names:
                 setattr(term, k, saved[k])
         de = e_ref - energy
-        de = de - (onehot @ (onehot.T @ de)) / counts
+        if free_offset:
+            de = de - (onehot @ (onehot.T @ de)) / counts
         df = f_ref - forces
         return de, (df[:, :2] if in_plane_forces else df).reshape(-1)
 
