@@ -18,7 +18,9 @@ to the absolute ``E_DFT - E_network - offset`` of the scan frames and carries th
 binding. The eight Kolmogorov-Crespi parameters cannot carry both that depth and the registry
 landscape of the DFT scan (anchored: binding 21 meV/atom, but the scan RMSE rises from 0.35 to
 3.1 meV per cell and E(AA) - E(AB) at 3.25 A from 34.4 to 40.9 meV against 35.3 in DFT), so the
-default stays the free offset, which is what a twisted-bilayer relaxation needs. Nothing else changes: the descriptor, hence any Hamiltonian heads built on it, is untouched.
+default stays the free offset, which is what a twisted-bilayer relaxation needs.
+
+Nothing else changes: the descriptor, hence any Hamiltonian heads built on it, is untouched.
 
 :func:`refit_checkpoint` applies it to a checkpoint file (``wander refit-interlayer``).
 """
@@ -59,8 +61,8 @@ def _type_counts(model, frames: Sequence[Atoms]) -> np.ndarray:
                                  minlength=len(model.type_map)) for a in frames])
 
 
-def _residuals(model, frames: Sequence[Atoms], without_term: bool = False) -> np.ndarray:
-    """``E_DFT - E_model`` per frame (eV), optionally with the model's interlayer term left out."""
+def _residuals(model, frames: Sequence[Atoms]) -> np.ndarray:
+    """``E_DFT - E_model`` per frame (eV)."""
     from wander.data.datasets import frame_labels
     from wander.data.graph import collate
 
@@ -69,8 +71,6 @@ def _residuals(model, frames: Sequence[Atoms], without_term: bool = False) -> np
         part = frames[chunk:chunk + 16]
         b = collate(_graphs(model, part))
         e = model(b, compute_forces=False, compute_virial=False)["energy"].detach()
-        if without_term:
-            e = e - model.interlayer.energy_forces(b)[0].detach()
         de += [float(frame_labels(a)["energy"]) - float(ek) for a, ek in zip(part, e.numpy())]
     return np.asarray(de)
 
