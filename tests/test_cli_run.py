@@ -197,3 +197,19 @@ def test_rigid_reference_choices_are_checked_before_any_work(tmp_path, checkpoin
         run_workflow(atoms, pz_predictor("moon-koshino"), tmp_path / "x", WanderCalculator(checkpoint),
                      compare_rigid=True, rigid_distance="experiment", progress=False, log=lambda s: None)
     assert not (tmp_path / "x" / "relax.traj").exists()
+
+
+def test_run_valence_flat_bands(tmp_path, checkpoint):
+    """--flat-bands valence takes the highest filled bands (band edges of a semiconducting bilayer)."""
+    out = tmp_path / "run"
+    args = parse(cli_run, ["--material", "graphene", "--mn", "1", "2", "--model", checkpoint,
+                           "--tb-model", "moon-koshino", "--no-relax", "--npoints", "9", "--n-flat", "3",
+                           "--flat-bands", "valence", "--dos-kgrid", "3", "-o", str(out), "--no-progress"])
+    assert cli_run.run(args) == 0
+    fb = json.loads((out / "summary.json").read_text())["flat_bands"]
+    assert fb["position"] == "valence" and fb["first_band"] == 11 and fb["n_flat"] == 3
+    bs = BandStructure.read(str(out / "bands.json"))
+    ham = moon_koshino(twisted_bilayer("graphene", m=1, n=2))
+    e = np.array([np.linalg.eigvalsh(ham.hk(k).toarray()) for k in bs.path.kpts])
+    assert fb["width_meV"] == pytest.approx(1e3 * np.ptp(e[:, 11:14]), abs=1e-6)
+    assert fb["gap_above_meV"] == pytest.approx(1e3 * (e[:, 14].min() - e[:, 11:14].max()), abs=1e-6)

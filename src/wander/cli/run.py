@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="maximum relaxation steps (default 1000)")
     parser.add_argument("--optimizer", choices=("LBFGS", "FIRE"), default="LBFGS",
                         help="relaxation optimizer (default LBFGS)")
-    parser.add_argument("--n-flat", type=int, default=4, help="flat bands around charge neutrality (default 4)")
+    parser.add_argument("--n-flat", type=int, default=4, help="number of flat bands (default 4)")
+    parser.add_argument("--flat-bands", choices=("neutrality", "valence", "conduction"), default="neutrality",
+                        help="where the flat bands are: centred on charge neutrality (twisted bilayer "
+                             "graphene; default), the highest filled or the lowest empty bands (band "
+                             "edges of semiconducting bilayers such as MoS2)")
     parser.add_argument("--n-bands", type=int, default=12, help="bands computed per k-point (default 12)")
     parser.add_argument("--npoints", type=int, default=60, help="k-points on the moire path (default 60)")
     parser.add_argument("--dos-kgrid", type=int, default=6, help="DOS k-grid n x n x 1 (default 6)")
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             atoms, pred, args.output, calc,
             relax_options={"fmax": args.fmax, "steps": args.steps, "cell": args.cell,
                            "optimizer": args.optimizer},
-            n_flat=args.n_flat, n_bands=args.n_bands, npoints=args.npoints,
+            n_flat=args.n_flat, flat_position=args.flat_bands, n_bands=args.n_bands, npoints=args.npoints,
             dos_kgrid=(args.dos_kgrid, args.dos_kgrid, 1), dos_width=args.width,
             memory_options=mem, compare_rigid=args.compare_rigid, rigid_distance=args.rigid_distance,
             workers=workers, progress=not args.no_progress,

@@ -35,12 +35,12 @@ from ase.calculators.calculator import Calculator
 
 from wander.sim.memory import check_memory, estimate_memory, peak_rss
 
-__all__ = ["FlatBands", "flat_bands", "run_workflow"]
+__all__ = ["FLAT_POSITIONS", "FlatBands", "flat_bands", "run_workflow"]
 
 
 @dataclass(frozen=True)
 class FlatBands:
-    """The ``n_flat`` bands around charge neutrality and their neighbours, along the sampled k-points (eV).
+    """The ``n_flat`` flat bands and their neighbours, along the sampled k-points (eV).
 
     ``width`` = max - min of the flat bands; ``gap_above`` = lowest remote band above minus the top of
     the flat bands, ``gap_below`` = bottom of the flat bands minus the highest remote band below
@@ -54,10 +54,14 @@ class FlatBands:
     gap_below: float | None
     first_band: int
     n_flat: int
+    position: str = "neutrality"
+
+
+FLAT_POSITIONS = ("neutrality", "valence", "conduction")
 
 
 def flat_bands(energies: np.ndarray, band_offset: np.ndarray, n_electrons: float, n_flat: int = 4,
-               spin_degeneracy: int = 2) -> FlatBands:
+               spin_degeneracy: int = 2, position: str = "neutrality") -> FlatBands:
     """Locate the flat bands in windows of bands.
 
     Parameters
@@ -65,21 +69,28 @@ def flat_bands(energies: np.ndarray, band_offset: np.ndarray, n_electrons: float
     energies : (nk, nb) eV, ascending per k-point
     band_offset : (nk,) global index of ``energies[k, 0]``
     n_electrons : electrons per cell
-    n_flat : number of (spinless) bands centred on charge neutrality (4 for twisted bilayer graphene)
+    n_flat : number of (spinless) flat bands (4 for twisted bilayer graphene)
+    position : where the flat bands are: ``"neutrality"`` (centred on charge neutrality, as the four
+        bands of twisted bilayer graphene; ``n_flat`` even), ``"valence"`` (the ``n_flat`` highest
+        filled bands, as the flat valence bands of twisted MoS2 or hBN) or ``"conduction"`` (the
+        ``n_flat`` lowest empty bands)
     """
     from wander.tb.fermi import fermi_level
 
     e = np.asarray(energies, dtype=float)
     off = np.asarray(band_offset, dtype=np.int64)
     n_occ = float(n_electrons) / spin_degeneracy
-    if abs(n_occ - round(n_occ)) > 1e-9 or n_flat < 1 or n_flat % 2:
-        raise ValueError(f"need an integer number of filled bands and an even n_flat, got {n_occ}, {n_flat}")
-    first = int(round(n_occ)) - n_flat // 2
+    if position not in FLAT_POSITIONS:
+        raise ValueError(f"position must be one of {FLAT_POSITIONS}, got {position!r}")
+    if abs(n_occ - round(n_occ)) > 1e-9 or n_flat < 1 or (position == "neutrality" and n_flat % 2):
+        raise ValueError(f"need an integer number of filled bands and n_flat >= 1 (even around charge "
+                         f"neutrality), got {n_occ} filled bands, n_flat {n_flat}")
+    first = int(round(n_occ)) - {"neutrality": n_flat // 2, "valence": n_flat, "conduction": 0}[position]
     local = first - off                                            # (nk,) window index of the first flat band
     nb = e.shape[1]
     if (local < 0).any() or (local + n_flat > nb).any():
-        raise ValueError(f"the band window ({nb} bands) does not contain the {n_flat} bands around charge "
-                         "neutrality at every k-point; increase n_bands")
+        raise ValueError(f"the band window ({nb} bands) does not contain the {n_flat} flat bands ({position}) "
+                         "at every k-point; increase n_bands")
     rows = np.arange(len(e))[:, None]
     flat = e[rows, local[:, None] + np.arange(n_flat)[None, :]]
     below = e[np.arange(len(e)), local - 1] if (local >= 1).all() else None
@@ -89,7 +100,7 @@ def flat_bands(energies: np.ndarray, band_offset: np.ndarray, n_electrons: float
         fermi_level=float(ef), centre=float(flat.mean()), width=float(flat.max() - flat.min()),
         gap_above=None if above is None else float(above.min() - flat.max()),
         gap_below=None if below is None else float(flat.min() - below.max()),
-        first_band=first, n_flat=int(n_flat),
+        first_band=first, n_flat=int(n_flat), position=position,
     )
 
 
@@ -122,7 +133,7 @@ def _initial_energy(ham: Any, n_electrons: float) -> float:
 
 
 def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat: int, progress: bool,
-                path: Any = None, workers: int = 1):
+                path: Any = None, workers: int = 1, position: str = "neutrality"):
     """Bands near charge neutrality along the moire path (or along ``path``, same fractional k-points):
     ``(BandStructure, BandWindows, FlatBands)``; the windows carry ``|psi|^2`` of their bands."""
     from ase.spectrum.band_structure import BandStructure
@@ -135,7 +146,7 @@ def _path_bands(ham: Any, n_electrons: float, npoints: int, n_bands: int, n_flat
                        workers=workers, densities=True)
     if win.band_offset is None:
         raise RuntimeError("band indices are unknown (no inertia count): cannot locate the flat bands")
-    fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat)
+    fb = flat_bands(win.energies, win.band_offset, n_electrons, n_flat=n_flat, position=position)
     return BandStructure(path, win.energies[None], reference=fb.fermi_level), win, fb
 
 
@@ -163,7 +174,7 @@ def _flat_summary(fb: FlatBands) -> dict[str, Any]:
         "fermi_level_eV": fb.fermi_level, "centre_eV": fb.centre, "width_meV": 1e3 * fb.width,
         "gap_above_meV": None if fb.gap_above is None else 1e3 * fb.gap_above,
         "gap_below_meV": None if fb.gap_below is None else 1e3 * fb.gap_below,
-        "first_band": fb.first_band, "n_flat": fb.n_flat,
+        "first_band": fb.first_band, "n_flat": fb.n_flat, "position": fb.position,
     }
 
 
@@ -220,6 +231,7 @@ def run_workflow(
     n_electrons: float | None = None,
     relax_options: dict[str, Any] | None = None,
     n_flat: int = 4,
+    flat_position: str = "neutrality",
     n_bands: int = 12,
     npoints: int = 60,
     dos_kgrid: tuple[int, int, int] = (6, 6, 1),
@@ -250,7 +262,10 @@ def run_workflow(
     relax_options
         Keyword arguments of :func:`wander.sim.relax.relax` (``fmax``, ``steps``, ``cell``, ``optimizer``).
     n_flat, n_bands, npoints
-        Flat bands around charge neutrality, bands computed per k-point, k-points on the path.
+        Flat bands, bands computed per k-point, k-points on the path.
+    flat_position
+        Where the flat bands are (:func:`flat_bands`): ``"neutrality"`` (twisted bilayer graphene),
+        ``"valence"`` / ``"conduction"`` (band edges of semiconducting bilayers such as MoS2).
     dos_kgrid, dos_width
         k-grid (Gamma-centred) and broadening (eV) of the DOS.
     memory_options
@@ -325,7 +340,8 @@ def run_workflow(
     summary.update(n_orbitals=ham.n_orbitals, n_hoppings=ham.n_hoppings, n_electrons=n_electrons)
 
     t0 = time.perf_counter()
-    bs, win, fb = _path_bands(ham, n_electrons, npoints, n_bands, n_flat, progress, workers=workers)
+    bs, win, fb = _path_bands(ham, n_electrons, npoints, n_bands, n_flat, progress, workers=workers,
+                              position=flat_position)
     timings["bands"] = time.perf_counter() - t0
     bs.write(str(out / "bands.json"))
     if compare_rigid and relaxed is not atoms:
@@ -333,7 +349,7 @@ def run_workflow(
         rigid = _rigid_reference(atoms, relaxed, rigid_distance)
         ham_rigid = predictor(rigid)
         bs_rigid, win_rigid, fb_rigid = _path_bands(ham_rigid, n_electrons, npoints, n_bands, n_flat, progress,
-                                                    path=bs.path, workers=workers)
+                                                    path=bs.path, workers=workers, position=flat_position)
         timings["rigid_bands"] = time.perf_counter() - t0
         bs_rigid.write(str(out / "bands_rigid.json"))
         summary["rigid"] = {"flat_bands": _flat_summary(fb_rigid), "interlayer_distance": rigid_distance,
