@@ -107,10 +107,19 @@ def test_cli_train_then_test_reports_hamiltonian_errors(tmp_path: Path, capsys) 
     capsys.readouterr()
     ckpt = tmp_path / "run" / "model.pt"
     assert main(["test", "--model", str(ckpt), str(DUAL_DIR), "--split", "valid", "--kgrid", "6",
-                 "--json", str(tmp_path / "e.json"), "--export", str(tmp_path / "shipped.pt")]) == 0
+                 "--json", str(tmp_path / "e.json"), "--export", str(tmp_path / "shipped.pt"), "--per-frame"]) == 0
     printed = capsys.readouterr().out
     assert "intra_near" in printed and "bands within" in printed and "exported" in printed
-    h = json.loads((tmp_path / "e.json").read_text())[str(DUAL_DIR)]["hamiltonian"]
+    result = json.loads((tmp_path / "e.json").read_text())[str(DUAL_DIR)]
+    h = result["hamiltonian"]
+    # --per-frame: one validation frame, so its row carries the aggregate numbers
+    (row,) = result["per_frame"]
+    assert row["frame"] in printed and "per frame" in printed
+    assert abs(row["energy_per_atom"]) == pytest.approx(result["energy_per_atom"]["mae"])
+    assert row["forces_rmse"] == pytest.approx(result["forces"]["rmse"])
+    assert row["band_rmse_meV"] == pytest.approx(h["band_rmse_meV"])
+    assert row["band_rmse_aligned_meV"] == pytest.approx(h["band_rmse_aligned_meV"])
+    assert row["mae_meV"] == pytest.approx(h["mae_meV"])
     # the exported model carries exactly these numbers and no optimizer state
     shipped = load_checkpoint(tmp_path / "shipped.pt")
     val = shipped["metadata"]["validation"]

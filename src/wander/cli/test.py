@@ -6,6 +6,7 @@ forces (eV/Angstrom) and virial per atom (eV/atom), per data path and overall. F
 Hamiltonian heads and data with reference Hamiltonians it adds the block MAE / RMSE per category
 (meV) and the band RMSE within ``--window`` eV of E_F on a ``--kgrid`` grid (meV), see
 :mod:`wander.train.hamiltonian_eval`. ``--split`` keeps the frames of one dataset split.
+``--per-frame`` lists every frame's errors (worst force RMSE first).
 ``--json FILE`` also writes the numbers as JSON. ``--export FILE`` writes a copy of the model without
 optimizer state whose metadata holds these numbers (``metadata["validation"]``: data, split and
 error tables), the form in which models are shipped (:mod:`wander.pretrained`). ``--stacking
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also report the stacking energies, binding minimum and lattice constant")
     parser.add_argument("--stacking-plot", metavar="PNG",
                         help="with --stacking: plot the model's stacking energy path against the DFT scan frames")
+    parser.add_argument("--per-frame", action="store_true",
+                        help="also list every frame's errors, worst force error first (and in --json)")
     parser.add_argument("--export", metavar="FILE",
                         help="write the model without optimizer state, with these errors in its metadata")
 
@@ -60,6 +63,28 @@ def _format_hamiltonian(h: dict) -> str:
         rows.append(f"    same, each spectrum from its own filling E_F: RMSE {h['band_rmse_aligned_meV']:.3f} meV, "
                     f"max {h['band_max_aligned_meV']:.3f} meV ({h['band_count_aligned']} levels)")
     return "\n".join(rows)
+
+
+def _format_frames(frames, rows: list[dict], ham: dict | None) -> str:
+    """Table of per-frame errors, worst force RMSE first."""
+    per = (ham or {}).get("per_frame", {})
+    cats = sorted({c for r in per.values() for c in r["mae_meV"]}, key=lambda c: ["onsite", "intra_near",
+                  "intra_long", "inter"].index(c) if c in ("onsite", "intra_near", "intra_long", "inter") else 9)
+    head = (f"    {'frame':<14s} {'atoms':>5s} {'dE meV/at':>10s} {'F RMSE':>8s} {'|F|max':>7s}"
+            + "".join(f" {c[:10]:>10s}" for c in cats) + (f" {'bands':>7s} {'aligned':>7s}" if per else ""))
+    out = ["  per frame (dE signed; F in meV/A; Hamiltonian MAE and band RMSE in meV)", head]
+    order = sorted(range(len(rows)), key=lambda f: -np.nan_to_num(rows[f]["forces_rmse"], nan=-1.0))
+    for f in order:
+        r, name = rows[f], str(frames.atoms[f].info.get("config", f))
+        line = (f"    {name:<14s} {r['n_atoms']:5d} {1e3 * r['energy_per_atom']:10.2f} "
+                f"{1e3 * r['forces_rmse']:8.1f} {r['forces_max_ref']:7.2f}")
+        if per:
+            h = per.get(f)
+            line += "".join(f" {h['mae_meV'].get(c, float('nan')) if h else float('nan'):10.2f}" for c in cats)
+            line += (f" {h['band_rmse_meV']:7.1f} {h['band_rmse_aligned_meV']:7.1f}" if h
+                     else f" {'-':>7s} {'-':>7s}")
+        out.append(line)
+    return "\n".join(out)
 
 
 def _stacking(model, material: str, data: list[str], plot: str | None) -> dict:
@@ -108,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from wander.train.checkpoint import load_checkpoint, load_dual_model, load_model
     from wander.train.config import parse_config
     from wander.train.data import load_frame_set
-    from wander.train.evaluation import Predictions, error_table, predict
+    from wander.train.evaluation import Predictions, error_table, frame_errors, predict
     from wander.train.hamiltonian_eval import hamiltonian_errors
 
     if args.batch_size < 1:
@@ -132,6 +157,17 @@ def run(args: argparse.Namespace) -> int:
         if dual is not None and frames.n_hamiltonian:
             results[path]["hamiltonian"] = hamiltonian_errors(dual, frames, kgrid=args.kgrid, window=args.window)
             print(_format_hamiltonian(results[path]["hamiltonian"]))
+        ham = results[path].get("hamiltonian")
+        if args.per_frame:
+            rows = frame_errors(pred)
+            for f, r in enumerate(rows):
+                r["frame"] = str(frames.atoms[f].info.get("config", f))
+                if ham is not None and f in ham["per_frame"]:
+                    r.update(ham["per_frame"][f])
+            results[path]["per_frame"] = rows
+            print(_format_frames(frames, rows, ham))
+        if ham is not None:
+            ham.pop("per_frame")
     if len(parts) > 1:
         merged = Predictions(
             n_atoms=np.concatenate([p.n_atoms for p in parts]),

@@ -10,7 +10,7 @@ import numpy as np
 from wander.data.graph import AtomGraph, collate
 from wander.nn.model import ForceField
 
-__all__ = ["Predictions", "predict", "error_table"]
+__all__ = ["Predictions", "predict", "error_table", "frame_errors"]
 
 
 @dataclass
@@ -95,3 +95,21 @@ def error_table(p: Predictions) -> dict[str, dict[str, float]]:
         rmse, mae, count = _rmse_mae(diff)
         table[name] = {"rmse": rmse, "mae": mae, "count": count}
     return table
+
+
+def frame_errors(p: Predictions) -> list[dict[str, float]]:
+    """Per-frame errors: energy per atom (eV/atom, signed), force RMSE (eV/A), largest reference |F|
+    (eV/A) and virial-per-atom RMSE (eV/atom); NaN where a label is missing."""
+    rows = []
+    for f in range(len(p.n_atoms)):
+        df = (p.forces[f] - p.ref_forces[f]).ravel() if p.forces else np.zeros(0)
+        dv = ((p.virial[f] - p.ref_virial[f]) / p.n_atoms[f]).ravel() if p.virial is not None else np.zeros(0)
+        fref = p.ref_forces[f] if p.forces else np.zeros((0, 3))
+        rows.append({
+            "n_atoms": int(p.n_atoms[f]),
+            "energy_per_atom": float((p.energy[f] - p.ref_energy[f]) / p.n_atoms[f]),
+            "forces_rmse": _rmse_mae(df)[0],
+            "forces_max_ref": float(np.abs(fref).max()) if np.isfinite(fref).any() else float("nan"),
+            "virial_per_atom_rmse": _rmse_mae(dv)[0],
+        })
+    return rows

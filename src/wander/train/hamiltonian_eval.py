@@ -70,8 +70,10 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
 
     ``model`` is a :class:`~wander.nn.dual.DualModel`. Returns ``{"frames", "mae_meV", "rmse_meV",
     "count", "band_rmse_meV", "band_max_meV", "band_count", "band_rmse_aligned_meV",
-    "band_max_aligned_meV", "band_count_aligned", "kgrid", "window_eV"}``; categories
-    without pairs and empty band windows are absent / NaN.
+    "band_max_aligned_meV", "band_count_aligned", "kgrid", "window_eV", "per_frame"}``; categories
+    without pairs and empty band windows are absent / NaN. ``per_frame`` maps a frame index of
+    ``frames`` to that frame's ``mae_meV`` per category and ``band_rmse_meV`` /
+    ``band_rmse_aligned_meV`` (NaN without a reference Hamiltonian or levels in the window).
     """
     from wander.nn.hamiltonian.assemble import tb_from_blocks
     from wander.nn.hamiltonian.categories import CATEGORIES
@@ -84,6 +86,7 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
     count = np.zeros(len(CATEGORIES), dtype=np.int64)
     band_sq, band_max, band_n, n_frames = 0.0, 0.0, 0, 0
     al_sq, al_max, al_n = 0.0, 0.0, 0
+    per_frame: dict[int, dict[str, Any]] = {}
     for f in range(len(frames)):
         tgt = frames.targets[f]
         if tgt is None:
@@ -97,6 +100,11 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         abs_sum += np.bincount(cat, np.abs(diff).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
         sq_sum += np.bincount(cat, (diff ** 2).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
         count += np.bincount(cat, n_el, minlength=len(CATEGORIES)).astype(np.int64)
+        f_abs = np.bincount(cat, np.abs(diff).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
+        f_n = np.bincount(cat, n_el, minlength=len(CATEGORIES))
+        row = per_frame[f] = {"mae_meV": {c: float(1e3 * f_abs[k] / f_n[k]) for k, c in enumerate(CATEGORIES)
+                                          if f_n[k] > 0},
+                              "band_rmse_meV": float("nan"), "band_rmse_aligned_meV": float("nan")}
         if frames.reference[f] is None:
             continue
         atoms = frames.atoms[f]
@@ -115,6 +123,7 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
             al_sq += float((d_al ** 2).sum())
             al_max = max(al_max, float(np.abs(d_al).max()))
             al_n += int(d_al.size)
+            row["band_rmse_aligned_meV"] = float(1e3 * np.sqrt(np.mean(d_al ** 2)))
         e_ref = e_ref - ef                              # both relative to the reference E_F ...
         e_pred = e_pred - frames.energy_shift[f] - ef     # ... the model predicts targets shifted by energy_shift
         sel = np.abs(e_ref) <= window
@@ -123,6 +132,7 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
             band_sq += float((d ** 2).sum())
             band_max = max(band_max, float(np.abs(d).max()))
             band_n += int(d.size)
+            row["band_rmse_meV"] = float(1e3 * np.sqrt(np.mean(d ** 2)))
     have = count > 0
     return {
         "frames": n_frames,
@@ -137,4 +147,5 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         "band_count_aligned": al_n,
         "kgrid": int(kgrid),
         "window_eV": float(window),
+        "per_frame": per_frame,
     }
