@@ -114,8 +114,21 @@ def test_fit_recovers_registry_landscape() -> None:
     term = KolmogorovCrespi()
     rep = fit_interlayer(term, graphs, groups=groups, steps=1000, lr=0.02)
     assert rep["energy_rmse_meV_fit"] < 0.25 * rep["energy_rmse_meV_start"]
-    with pytest.raises(ValueError, match="composition"):
-        fit_interlayer(term, [graphs[0], _graph(bilayer(n=2), {"energy": 0.0, "forces": np.zeros((16, 3))})])
+    # offsets are per atom: adding 2x2 copies of the frames (labels extensive) leaves the loss, and the
+    # fitted parameters, unchanged, so frames of several cell sizes can be fitted together
+    big, big_groups = [], []
+    for d in (3.3, 3.5):
+        for sh in shifts:
+            atoms = _shifted_bilayer(sh, d=d).repeat((2, 2, 1))
+            e, f = truth.energy_forces(_graph(atoms))
+            big.append(_graph(atoms, {"energy": float(e.detach()) + 4 * 7.0 * d, "forces": f.detach().numpy()}))
+            big_groups.append(int(d * 100))
+    small, mixed = KolmogorovCrespi(), KolmogorovCrespi()
+    fit_interlayer(small, graphs, groups=groups, steps=200, lr=0.02)
+    rep_mixed = fit_interlayer(mixed, graphs + big, groups=groups + big_groups, steps=200, lr=0.02)
+    for k, v in small.parameter_dict().items():
+        assert mixed.parameter_dict()[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+    assert rep_mixed["frames"] == 2 * len(graphs)
 
 
 def test_model_with_interlayer_term_is_conservative_and_checks_rcut() -> None:

@@ -188,10 +188,11 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
                    lr: float = 0.02,
                    baseline: tuple[torch.Tensor, torch.Tensor] | None = None,
                    free_offset: bool = True) -> dict[str, float]:
-    """Fit the parameters of ``term`` to labelled frames of one composition (e.g. a registry scan).
+    """Fit the parameters of ``term`` to labelled frames (e.g. a registry scan).
 
-    Minimises ``mean((E_DFT - E_KC - c)^2) / n_atoms^2 + force_weight * mean |F_DFT - F_KC|^2`` over
-    the eight parameters and one offset ``c`` per group of frames (the frames' intralayer energy),
+    Minimises ``mean(((E_DFT - E_KC) / n_atoms - c)^2) + force_weight * mean |F_DFT - F_KC|^2`` over
+    the eight parameters and one offset ``c`` per atom and group of frames (the frames' intralayer
+    energy per atom; frames of one group share a composition per atom, e.g. carbon only),
     with Adam. ``baseline`` = (frame energies (B,), forces (N, 3)) of the rest of a model (e.g. its
     trained network, :func:`refit_interlayer`) is subtracted from the labels first, so that the term
     is fitted to what the rest leaves. ``free_offset=False`` fits without the offsets: the baseline
@@ -204,11 +205,8 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
     for g in graphs:
         if "energy" not in g.labels or "forces" not in g.labels:
             raise ValueError("fit_interlayer: every frame needs energy and force labels")
-    natoms = {int(g.positions.shape[0]) for g in graphs}
-    if len(natoms) != 1:
-        raise ValueError(f"fit_interlayer: the frames must share one composition, got atom counts {sorted(natoms)}")
-    n_at = natoms.pop()
     dtype = term.C0.dtype
+    n_at = torch.tensor([g.positions.shape[0] for g in graphs], dtype=dtype)
     batch = collate(list(graphs))
     gid = torch.zeros(len(graphs), dtype=torch.int64) if groups is None else torch.as_tensor(list(groups))
     if gid.shape != (len(graphs),):
@@ -241,7 +239,7 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
         finally:
             for k in names:
                 setattr(term, k, saved[k])
-        de = e_ref - energy
+        de = (e_ref - energy) / n_at                                   # per atom
         if free_offset:
             de = de - (onehot @ (onehot.T @ de)) / counts
         df = f_ref - forces
@@ -250,7 +248,7 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
     def report(tag: str) -> dict[str, float]:
         with torch.enable_grad():
             de, df = residuals(unpack())
-        return {f"energy_rmse_meV_{tag}": float(de.detach().pow(2).mean().sqrt()) * 1e3,
+        return {f"energy_rmse_meV_{tag}": float((de * n_at).detach().pow(2).mean().sqrt()) * 1e3,
                 f"force_rmse_meV_A_{tag}": float(df.detach().pow(2).mean().sqrt()) * 1e3}
 
     rep = report("start")
@@ -259,7 +257,7 @@ def fit_interlayer(term: KolmogorovCrespi, graphs: Sequence[AtomGraph], groups: 
     for _ in range(steps):
         opt.zero_grad()
         de, df = residuals(unpack())
-        loss = 1e6 * ((de / n_at).pow(2).mean() + force_weight * df.pow(2).mean())
+        loss = 1e6 * (de.pow(2).mean() + force_weight * df.pow(2).mean())
         loss.backward()
         opt.step()
         sched.step()

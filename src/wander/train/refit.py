@@ -97,8 +97,8 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
         A :class:`wander.nn.model.ForceField` with an interlayer term.
     frames
         Labelled training frames (energy and forces). The term is fitted to those whose
-        ``info["config"]`` matches ``fit_configs`` (one composition, e.g. the registry scan); the
-        energy bias is re-centred on all frames with an energy label.
+        ``info["config"]`` matches ``fit_configs`` (e.g. the registry scan; frames of different sizes
+        share per-atom offsets); the energy bias is re-centred on all frames with an energy label.
     steps, lr
         Adam steps and learning rate of :func:`wander.nn.interlayer.fit_interlayer`.
     anchor
