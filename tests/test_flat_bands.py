@@ -8,11 +8,15 @@ import pytest
 from wander.sim.workflow import flat_bands
 
 
-def _bands() -> tuple[np.ndarray, np.ndarray]:
-    """Eight bands at three k-points with known widths; the window of the last k-point starts one band up."""
+def _global_bands() -> np.ndarray:
+    """Eight bands at three k-points; band b disperses by (b + 1) * 10 meV per k-point."""
     centres = np.array([-3.0, -2.0, -1.0, -0.2, 0.3, 1.0, 2.0, 3.0])
-    dispersion = np.array([[0.0], [0.01], [0.02]]) * np.arange(1, 9)[None, :]    # band b is b * 10 meV wide
-    e = centres[None, :] + dispersion
+    return centres[None, :] + np.array([[0.0], [0.01], [0.02]]) * np.arange(1, 9)[None, :]
+
+
+def _bands() -> tuple[np.ndarray, np.ndarray]:
+    """Windows of :func:`_global_bands`; the window of the last k-point starts one band up."""
+    e = _global_bands()
     offset = np.array([0, 0, 1])
     e[2, :-1] = e[2, 1:]          # window of k-point 2 holds global bands 1..7 (and a padding value)
     e[2, -1] = 4.0
@@ -28,8 +32,7 @@ def test_flat_band_positions(position, first, width) -> None:
     e, off = _bands()
     fb = flat_bands(e, off, n_electrons=8, n_flat=2, position=position)   # 4 filled bands: 0..3
     assert fb.first_band == first and fb.position == position
-    glob = np.array([-3.0, -2.0, -1.0, -0.2, 0.3, 1.0, 2.0, 3.0])[None, :] \
-        + np.array([[0.0], [0.01], [0.02]]) * np.arange(1, 9)[None, :]
+    glob = _global_bands()
     flat = glob[:, first:first + 2]
     assert fb.width == pytest.approx(width)
     assert fb.width == pytest.approx(flat.max() - flat.min())

@@ -56,7 +56,7 @@ def _bonds(atoms) -> tuple[float, float]:
     """Shortest and longest nearest-neighbour distance (the three neighbours of each atom)."""
     from ase.neighborlist import neighbor_list
 
-    i, d = neighbor_list("id", atoms, 2.0)
+    d = neighbor_list("d", atoms, 2.0)
     if len(d) == 0:
         return float("nan"), float("nan")
     return float(d.min()), float(d.max())

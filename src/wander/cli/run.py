@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=("LBFGS", "FIRE"), default="LBFGS",
                         help="relaxation optimizer (default LBFGS)")
     parser.add_argument("--n-flat", type=int, default=4, help="number of flat bands (default 4)")
-    parser.add_argument("--flat-bands", choices=("neutrality", "valence", "conduction"), default="neutrality",
+    from wander.sim.workflow import FLAT_POSITIONS
+
+    parser.add_argument("--flat-bands", choices=FLAT_POSITIONS, default="neutrality",
                         help="where the flat bands are: centred on charge neutrality (twisted bilayer "
                              "graphene; default), the highest filled or the lowest empty bands (band "
                              "edges of semiconducting bilayers such as MoS2)")

@@ -65,18 +65,19 @@ def _format_hamiltonian(h: dict) -> str:
     return "\n".join(rows)
 
 
-def _format_frames(frames, rows: list[dict], ham: dict | None) -> str:
+def _format_frames(rows: list[dict], ham: dict | None) -> str:
     """Table of per-frame errors, worst force RMSE first."""
+    from wander.nn.hamiltonian.categories import CATEGORIES
+
     per = (ham or {}).get("per_frame", {})
-    cats = sorted({c for r in per.values() for c in r["mae_meV"]}, key=lambda c: ["onsite", "intra_near",
-                  "intra_long", "inter"].index(c) if c in ("onsite", "intra_near", "intra_long", "inter") else 9)
+    cats = [c for c in CATEGORIES if any(c in r["mae_meV"] for r in per.values())]
     head = (f"    {'frame':<14s} {'atoms':>5s} {'dE meV/at':>10s} {'F RMSE':>8s} {'|F|max':>7s}"
             + "".join(f" {c[:10]:>10s}" for c in cats) + (f" {'bands':>7s} {'aligned':>7s}" if per else ""))
     out = ["  per frame (dE signed; F in meV/A; Hamiltonian MAE and band RMSE in meV)", head]
     order = sorted(range(len(rows)), key=lambda f: -np.nan_to_num(rows[f]["forces_rmse"], nan=-1.0))
     for f in order:
-        r, name = rows[f], str(frames.atoms[f].info.get("config", f))
-        line = (f"    {name:<14s} {r['n_atoms']:5d} {1e3 * r['energy_per_atom']:10.2f} "
+        r = rows[f]
+        line = (f"    {r['frame']:<14s} {r['n_atoms']:5d} {1e3 * r['energy_per_atom']:10.2f} "
                 f"{1e3 * r['forces_rmse']:8.1f} {r['forces_max_ref']:7.2f}")
         if per:
             h = per.get(f)
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 if ham is not None and f in ham["per_frame"]:
                     r.update(ham["per_frame"][f])
             results[path]["per_frame"] = rows
-            print(_format_frames(frames, rows, ham))
+            print(_format_frames(rows, ham))
         if ham is not None:
             ham.pop("per_frame")
     if len(parts) > 1:

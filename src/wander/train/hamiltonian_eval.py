@@ -97,11 +97,11 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         diff = np.where(tgt.mask, pred - tgt.blocks, 0.0)
         n_el = tgt.mask.reshape(len(diff), -1).sum(1)
         cat = tgt.pairs.category
-        abs_sum += np.bincount(cat, np.abs(diff).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
-        sq_sum += np.bincount(cat, (diff ** 2).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
-        count += np.bincount(cat, n_el, minlength=len(CATEGORIES)).astype(np.int64)
         f_abs = np.bincount(cat, np.abs(diff).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
-        f_n = np.bincount(cat, n_el, minlength=len(CATEGORIES))
+        f_n = np.bincount(cat, n_el, minlength=len(CATEGORIES)).astype(np.int64)
+        abs_sum += f_abs
+        sq_sum += np.bincount(cat, (diff ** 2).reshape(len(diff), -1).sum(1), minlength=len(CATEGORIES))
+        count += f_n
         row = per_frame[f] = {"mae_meV": {c: float(1e3 * f_abs[k] / f_n[k]) for k, c in enumerate(CATEGORIES)
                                           if f_n[k] > 0},
                               "band_rmse_meV": float("nan"), "band_rmse_aligned_meV": float("nan")}
