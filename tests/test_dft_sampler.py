@@ -128,3 +128,42 @@ def test_registry_scan_mos2_orientations_and_errors():
         registry_scan("graphene", [])
     with pytest.raises(ValueError, match="unknown material"):
         registry_scan("hbn", [3.3])
+
+
+def test_registry_scan_extension_continues_names():
+    from wander.dft.sampler import NAMED_SHIFTS, registry_scan
+
+    confs = registry_scan("graphene", [5.0, 7.0], shifts=[NAMED_SHIFTS["AA"], NAMED_SHIFTS["AB"]], first_index=24)
+    assert [c.name for c in confs] == ["blgscan_0024", "blgscan_0025", "blgscan_0026", "blgscan_0027"]
+    assert [c.params["registry"] for c in confs] == ["AA", "AB", "AA", "AB"]
+    assert [c.params["index"] for c in confs] == [24, 25, 26, 27]
+    top = confs[3].atoms.arrays["layer"] == 1
+    z = confs[3].atoms.positions[:, 2]
+    assert np.isclose(z[top].mean() - z[~top].mean(), 7.0)
+    with pytest.raises(ValueError, match="first_index"):
+        registry_scan("graphene", [5.0], first_index=-1)
+    with pytest.raises(ValueError, match="at least one is needed"):
+        registry_scan("graphene", [5.0], shifts=[])
+
+
+def test_scan_cli_shifts_and_name_clash(tmp_path, capsys):
+    import json
+
+    from wander.cli.main import main
+
+    root = tmp_path / "scan"
+    assert main(["dft", "scan", "--material", "graphene", "--distances", "6", "--shifts", "AA", "0.25,0",
+                 "--first-index", "3", "--root", str(root)]) == 0
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["blgscan_0003", "blgscan_0004"]
+    params = json.loads((root / "blgscan_0004" / "config.json").read_text())["params"]
+    assert params["shift"] == [0.25, 0.0] and params["distance"] == 6.0
+    assert "--shifts AA 0.25,0 --first-index 3" in json.loads((root / "sample.json").read_text())["command"]
+    # the same scan again keeps its folders; another one under the same names is refused
+    assert main(["dft", "scan", "--material", "graphene", "--distances", "6", "--shifts", "AA", "0.25,0",
+                 "--first-index", "3", "--root", str(root)]) == 0
+    assert main(["dft", "scan", "--material", "graphene", "--distances", "7", "--shifts", "AA",
+                 "--first-index", "3", "--root", str(root)]) == 2
+    assert "already has blgscan_0003" in capsys.readouterr().err
+    assert main(["dft", "scan", "--material", "graphene", "--distances", "7", "--shifts", "XY",
+                 "--root", str(root)]) == 2
+    assert "give a name" in capsys.readouterr().err

@@ -138,6 +138,39 @@ def test_cli_refits_a_checkpoint_and_keeps_the_rest(tmp_path, capsys) -> None:
                  "--exclude", "nothing_*"]) != 0
     assert "--exclude 'nothing_*' matches no frame" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+    # --taper: the term's new range is in the checkpoint, and the model's neighbour list covers it
+    assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(tmp_path / "t.pt"),
+                 "--fit-configs", "scan_*", "--steps", "10", "--taper", "6.5", "7.5"]) == 0
+    tapered = load_model(tmp_path / "t.pt")
+    assert tapered.interlayer.r_on == 6.5 and tapered.interlayer.r_off == 7.5 and tapered.rcut == 7.5
+    assert load_checkpoint(tmp_path / "t.pt")["metadata"]["interlayer_refit"]["taper"] == [6.5, 7.5]
+    assert main(["refit-interlayer", "--model", str(src), str(data), "-o", str(tmp_path / "x.pt"),
+                 "--taper", "8", "7"]) != 0
+    assert "need 0 < r_on < r_off" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_bias_recentring_weighs_every_frame_alike() -> None:
+    """The bias is re-centred on the mean per-atom residual: a large frame with a big per-atom error must
+    not pull it as a least-squares fit of total energies would (an 18-atom frame 81 times a 2-atom one)."""
+    from wander.train.refit import _bias_per_atom
+
+    model = _model()
+    frames = _frames(model, model.interlayer)[:4] + [_monolayers(model, 1)[0].repeat((3, 3, 1))]
+    per_atom = np.array([0.01, 0.02, 0.03, 0.04, -0.30])       # eV/atom carried by each frame's label
+    for a, c in zip(frames, per_atom):
+        a.calc = SinglePointCalculator(a, energy=_model_energy(model, a) + c * len(a))
+    sizes = np.array([len(a) for a in frames])
+    assert sizes[-1] == 72 and (sizes[:4] == 4).all()
+    bias = _bias_per_atom(model, frames)
+    assert bias.shape == (1,) and np.isclose(bias[0], per_atom.mean(), atol=1e-9)
+    totals = np.sum(per_atom * sizes ** 2) / np.sum(sizes ** 2)  # what a fit of total energies would give
+    assert abs(bias[0] - totals) > 0.2
+
+
+def _model_energy(model: ForceField, a: Atoms) -> float:
+    return float(model(AtomGraph.from_atoms(a, model.type_map, model.rcut), compute_forces=False,
+                       compute_virial=False)["energy"])
 
 
 def _monolayers(model: ForceField, n: int = 3) -> list[Atoms]:

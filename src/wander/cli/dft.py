@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--root", required=True, help="folder receiving one directory per configuration")
     p.add_argument("--scf-k-spacing", type=float, default=None,
                    help="denser SCF grid for energies / forces / stress (1/Angstrom incl. 2 pi)")
+    p.add_argument("--shifts", nargs="+", default=None, metavar="SHIFT",
+                   help="top-layer shifts: names (AA AB BA SP) or fractions 'f1,f2' (default: the "
+                        "eight of wander.dft.sampler.SCAN_SHIFTS)")
+    p.add_argument("--first-index", type=int, default=0,
+                   help="number of the first name, to continue an earlier scan (default 0)")
 
     p = sub.add_parser("twist-config", help="write one configuration directory of a commensurate "
                                              "twisted bilayer (held-out validation)")
@@ -124,6 +129,32 @@ def _sample(args) -> int:
     return 0
 
 
+def _parse_shift(text: str) -> tuple[float, float]:
+    """A named registry (AA, AB, BA, SP) or a fractional shift 'f1,f2'."""
+    from wander.dft.sampler import NAMED_SHIFTS
+
+    if text.upper() in NAMED_SHIFTS:
+        return NAMED_SHIFTS[text.upper()]
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"shift {text!r}: give a name ({', '.join(NAMED_SHIFTS)}) or two fractions "
+                         "'f1,f2'") from None
+
+
+def _written_other(folder: Path, params: dict) -> bool:
+    """Whether ``folder`` holds a configuration with other shift / distance / orientation than ``params``
+    (the same scan written again is fine: its folders are kept and resume)."""
+    cfg = folder / "config.json"
+    if not cfg.exists():
+        return False
+    old = json.loads(cfg.read_text()).get("params", {})
+    return any(old.get(k) != params[k] for k in ("shift", "distance", "orientation", "material"))
+
+
 def _scan(args) -> int:
     from wander.dft.pipeline import write_configuration
     from wander.dft.presets import get_preset
@@ -133,13 +164,22 @@ def _scan(args) -> int:
     if args.scf_k_spacing is not None:
         preset.scf_k_spacing = args.scf_k_spacing
     root = Path(args.root)
-    confs = registry_scan(args.material, args.distances)
+    shifts = None if args.shifts is None else [_parse_shift(x) for x in args.shifts]
+    confs = registry_scan(args.material, args.distances, shifts=shifts, first_index=args.first_index)
+    clash = [c.name for c in confs if _written_other(root / c.name, c.params)]
+    if clash:
+        raise ValueError(f"{root} already has {clash[0]}" + (f" and {len(clash) - 1} more" if len(clash) > 1 else "")
+                         + "; pick another --root or --first-index")
     for c in confs:
         write_configuration(root / c.name, c.atoms, c.params, preset)
     dists = " ".join(f"{d:g}" for d in args.distances)
     cmd = f"wander dft scan --material {args.material} --distances {dists}"
     if args.scf_k_spacing is not None:
         cmd += f" --scf-k-spacing {args.scf_k_spacing:g}"
+    if args.shifts is not None:
+        cmd += " --shifts " + " ".join(args.shifts)
+    if args.first_index:
+        cmd += f" --first-index {args.first_index}"
     info = {"material": args.material, "distances": list(args.distances), "preset": preset.name,
             "scf_k_spacing": preset.scf_k_spacing, "command": cmd}
     (root / "sample.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchor", choices=("none", "isolated"), default="none",
                         help="energy zero of the fit: 'none' (default) a free offset; 'isolated' from the frames "
                              "without interlayer pairs (monolayers), so that the term carries the binding energy "
-                             "(at the cost of the registry landscape with this form; docs/model.md)")
+                             "(docs/model.md: with the default 6 A taper at the cost of the registry landscape)")
+    parser.add_argument("--taper", type=float, nargs=2, default=None, metavar=("R_ON", "R_OFF"),
+                        help="new range of the term before the refit (Angstrom): it goes to zero between "
+                             "R_ON and R_OFF; e.g. 9 10 so that it carries the far-pair dispersion")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="leave out frames whose info['config'] matches (repeatable; e.g. 'blgal_*', "
                              "strongly distorted frames that should not move the energy bias)")
@@ -49,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
         hits = config_glob_matches(frames, [glob], "--exclude {glob} matches no frame")
         frames = [a for a, h in zip(frames, hits) if not h]
     rep = refit_checkpoint(args.model, args.output, frames, fit_configs=args.fit_configs, steps=args.steps,
-                           anchor=None if args.anchor == "none" else args.anchor)
+                           anchor=None if args.anchor == "none" else args.anchor,
+                           taper=None if args.taper is None else tuple(args.taper))
+    if args.taper is not None:
+        print(f"interlayer term now tapers from {args.taper[0]:g} to {args.taper[1]:g} A")
     print(f"interlayer term refitted on {rep['frames_fitted']} frames: total-model RMSE on them "
           f"{rep['scan_rmse_meV_before']:.3f} -> {rep['scan_rmse_meV_after']:.3f} meV per frame")
     if rep["anchor_frames"]:

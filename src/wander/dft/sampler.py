@@ -290,6 +290,7 @@ def registry_scan(
     *,
     shifts: tuple[tuple[float, float], ...] | list | None = None,
     prefix: str | None = None,
+    first_index: int = 0,
 ) -> list[Configuration]:
     """Unstrained, unrattled bilayers on a grid of registries x interlayer distances.
 
@@ -304,6 +305,8 @@ def registry_scan(
         shifts: fractional top-layer shifts (default :data:`SCAN_SHIFTS`); every orientation
             of the material is scanned.
         prefix: name prefix (default ``"blgscan"`` / ``"mos2scan"``).
+        first_index: number of the first frame's name, so that a scan extending an earlier one
+            (more distances, e.g. the tail of the binding curve) continues its names.
     """
     if material not in LAYERS:
         raise ValueError(f"unknown material {material!r}; known: {sorted(LAYERS)}")
@@ -311,8 +314,10 @@ def registry_scan(
         raise ValueError("registry scan needs at least one distance")
     spec = LAYERS[material]
     shifts = SCAN_SHIFTS if shifts is None else tuple(tuple(map(float, s)) for s in shifts)
-    if any(len(s) != 2 for s in shifts):
-        raise ValueError("each shift must be a pair (f1, f2)")
+    if len(shifts) == 0 or any(len(s) != 2 for s in shifts):
+        raise ValueError("each shift must be a pair (f1, f2), and at least one is needed")
+    if first_index < 0:
+        raise ValueError(f"first_index must be >= 0, got {first_index}")
     prefix = prefix or {"graphene": "blgscan", "mos2": "mos2scan"}.get(material, f"{material}scan")
     named = {tuple(np.round(v, 6)): k for k, v in NAMED_SHIFTS.items()}
     named.update({(0.0, 0.5): "SP", (0.5, 0.5): "SP"})  # the three equivalent saddle points
@@ -325,6 +330,6 @@ def registry_scan(
                 p = dict(kind="bilayer", registry=reg, orientation=orient, shift=list(s),
                          distance=float(dist), strain=[[0, 0], [0, 0]], supercell="1x1",
                          rattle=0.0, twist_deg=0.0, material=material, scan=True,
-                         index=len(out), min_distance=_min_distance(atoms))
-                out.append(Configuration(f"{prefix}_{len(out):04d}", atoms, p))
+                         index=first_index + len(out), min_distance=_min_distance(atoms))
+                out.append(Configuration(f"{prefix}_{first_index + len(out):04d}", atoms, p))
     return out

@@ -5,7 +5,7 @@ then learns the rest of every frame. The network is not blind to the other layer
 the *total* model no longer reproduces the registry scan exactly: it shifts the binding minimum and
 the stacking energies by a few meV per cell, which is what a twisted-bilayer relaxation is most
 sensitive to. :func:`refit_interlayer` freezes the network and refits the eight parameters of the
-term to ``E_DFT - E_network`` on the scan frames (energies only), then re-centres the per-type
+term to ``E_DFT - E_network`` on the scan frames (energies only), then re-centres (mean per-atom residual, each frame weighted alike) the per-type
 energy bias of the network on all given frames.
 
 The energy zero of the fit is the binding energy. With a free offset (the scan frames' intralayer
@@ -59,6 +59,17 @@ def _type_counts(model, frames: Sequence[Atoms]) -> np.ndarray:
 
     return np.stack([np.bincount(species_indices(a.get_chemical_symbols(), model.type_map),
                                  minlength=len(model.type_map)) for a in frames])
+
+
+def _bias_per_atom(model, frames: Sequence[Atoms]) -> np.ndarray:
+    """Per-type energies (eV) that minimise the squared *per-atom* residual ``(E_DFT - E_model) / n``
+    over ``frames``: every frame counts alike, whatever its size (a least-squares fit of total
+    energies would weight an 18-atom frame 81 times a 2-atom one)."""
+    from wander.nn.fitting import energy_bias_from_data
+
+    counts = _type_counts(model, frames).astype(float)
+    n = counts.sum(1)
+    return energy_bias_from_data(counts / n[:, None], _residuals(model, frames) / n)
 
 
 def _residuals(model, frames: Sequence[Atoms]) -> np.ndarray:
@@ -116,7 +127,6 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
     """
     from wander.data.datasets import frame_labels
     from wander.data.graph import collate
-    from wander.nn.fitting import energy_bias_from_data
     from wander.nn.interlayer import fit_interlayer
 
     term = getattr(model, "interlayer", None)
@@ -140,7 +150,7 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
     in_scan = {id(a) for a in scan}
     isolated = _isolated(model, [a for a in labelled if id(a) not in in_scan]) if anchor else []
     if isolated:  # the energy the network owes every frame, per type, from the frames without the term
-        per_type = energy_bias_from_data(_type_counts(model, isolated), _residuals(model, isolated))
+        per_type = _bias_per_atom(model, isolated)
         offset = torch.as_tensor(_type_counts(model, scan) @ per_type, dtype=baseline[0].dtype)
         baseline = (baseline[0] + offset, baseline[1])
     fit = fit_interlayer(term, graphs, force_weight=0.0, steps=steps, lr=lr, baseline=baseline,
@@ -148,7 +158,7 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
     after = _scan_rmse(model, batch)
     binding_after = float(term.energy_forces(batch)[0].detach().mean()) / n_scan
     # absolute energies: the new term carries a different constant; give it back to the bias
-    shift = energy_bias_from_data(_type_counts(model, labelled), _residuals(model, labelled))
+    shift = _bias_per_atom(model, labelled)
     with torch.no_grad():
         model.fitting.bias_atom_e += torch.as_tensor(shift, dtype=model.fitting.bias_atom_e.dtype)
     return {"fit_configs": fit_configs, "frames_fitted": len(scan), "frames_bias": len(labelled),
@@ -160,19 +170,38 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
 
 def refit_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, frames: Sequence[Atoms],
                      fit_configs: str = "blgscan_*", steps: int = 1500,
-                     anchor: str | None = None) -> dict[str, Any]:
+                     anchor: str | None = None, taper: tuple[float, float] | None = None) -> dict[str, Any]:
     """:func:`refit_interlayer` on the force field of checkpoint ``src``, written to ``dst``.
 
+    ``taper``: new ``(r_on, r_off)`` of the term (Angstrom) before the refit. A longer range lets the
+    ``-A (z0/r)^6`` attraction carry the dispersion of the far pairs (a fifth of it lies beyond 6 A
+    at 3.4 A spacing), which the anchored fit needs (docs/model.md); the model's neighbour-list cutoff
+    becomes the larger of ``descriptor.rcut`` and ``r_off``; the network sees what it saw before.
     Hamiltonian heads, config and the rest of the metadata are kept; the report is stored in
     ``metadata["interlayer_refit"]``. Optimizer and RNG states are dropped (the result is a model,
     not a resumable run).
     """
     from wander.io.atomic import atomic_path
-    from wander.train.checkpoint import _plain, load_checkpoint, load_model
+    from wander.nn.model import ForceField
+    from wander.train.checkpoint import _plain, load_checkpoint
+    from wander.train.config import parse_config
 
     payload = load_checkpoint(src)
-    model = load_model(src)
+    il = payload["config"]["model"].get("interlayer")
+    if not il:
+        raise ValueError(f"{src}: the model has no interlayer term")
+    if taper is not None:
+        r_on, r_off = map(float, taper)
+        if not 0 < r_on < r_off:
+            raise ValueError(f"taper: need 0 < r_on < r_off, got {r_on}, {r_off}")
+        il["r_on"], il["r_off"] = r_on, r_off
+    cfg = parse_config(payload["config"])          # validates the new taper against the descriptor
+    model = ForceField.from_config(cfg.to_dict()["model"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
     report = refit_interlayer(model, frames, fit_configs=fit_configs, steps=steps, anchor=anchor)
+    if taper is not None:
+        report["taper"] = [il["r_on"], il["r_off"]]
     payload["state_dict"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     payload.pop("optimizer", None)
     payload.pop("rng", None)
