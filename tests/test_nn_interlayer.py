@@ -273,19 +273,31 @@ def test_training_fits_the_term_first_and_checkpoints_it(tmp_path) -> None:
         parse_config(cfg)
 
 
-@pytest.mark.parametrize("chunk,hide", [(5, False), (1000, False), (5, True)])
-def test_chunked_evaluation_equals_model_forward(chunk, hide) -> None:
+@pytest.mark.parametrize("chunk,hide,r_off", [(5, False, None), (1000, False, None), (5, True, None),
+                                               (5, True, 8.0), (1000, False, 8.0)])
+def test_chunked_evaluation_equals_model_forward(chunk, hide, r_off) -> None:
+    """Chunked evaluation = the model's forward; with a term reaching beyond the descriptor (``r_off`` 8 A
+    > rcut) both drop the far pairs before the descriptor and the non-interlayer pairs before the term,
+    which must change nothing against evaluating every pair of the list."""
     from wander.sim.evaluation import build_neighbor_list, compute_descriptors, evaluate_forcefield
 
     cfg = tiny_model_config(rcut=RCUT, rcut_smth=0.5)
-    cfg["interlayer"] = {"r_on": 5.0, "hide_from_network": hide}
+    cfg["interlayer"] = {"r_on": 5.0 if r_off is None else r_off - 1.5, "r_off": r_off, "hide_from_network": hide}
     model = ForceField.from_config(cfg).eval()
+    assert model.rcut == (RCUT if r_off is None else r_off)
     atoms = bilayer(n=2, rattle=0.08, seed=7)
     out = model(AtomGraph.from_atoms(atoms, model.type_map, model.rcut))
-    res = evaluate_forcefield(model, atoms, build_neighbor_list(atoms, RCUT + 0.3), chunk_atoms=chunk)
+    if r_off is not None:
+        assert model.descriptor_edges(AtomGraph.from_atoms(atoms, model.type_map, model.rcut).edge_vectors()).float().mean() < 0.7
+        model.descriptor_edges = lambda vec: None  # every pair through the descriptor
+        full = model(AtomGraph.from_atoms(atoms, model.type_map, model.rcut))
+        del model.descriptor_edges
+        for k in ("energy", "forces", "virial"):
+            assert torch.allclose(out[k], full[k], atol=1e-10), k
+    res = evaluate_forcefield(model, atoms, build_neighbor_list(atoms, model.rcut + 0.3), chunk_atoms=chunk)
     assert abs(res.energy - float(out["energy"])) < 1e-10
     assert np.allclose(res.forces, out["forces"].numpy(), atol=1e-10)
     assert np.allclose(res.virial, out["virial"][0].numpy(), atol=1e-10)
     g = AtomGraph.from_atoms(atoms, model.type_map, model.rcut)
-    desc = compute_descriptors(model, atoms, build_neighbor_list(atoms, RCUT + 0.3), chunk_atoms=chunk)
+    desc = compute_descriptors(model, atoms, build_neighbor_list(atoms, model.rcut + 0.3), chunk_atoms=chunk)
     assert torch.allclose(desc, model.compute_descriptor(g)[0].detach(), atol=1e-12)

@@ -190,6 +190,19 @@ def test_memory_estimate_refuses_absurd_request():
     assert "band-state densities" not in estimate_memory(small, solver="shift-invert").stages["solver"]
 
 
+def test_memory_estimate_of_a_term_reaching_beyond_the_descriptor():
+    """A 10 A interlayer term on a 6 A descriptor: the embedding nets see the 6 A pairs only, the term's
+    pairs get their own line, and the force-field stage lies between the 6 A and the all-10 A estimate."""
+    atoms = build_bilayer("graphene", stacking="AB").repeat((30, 30, 1))
+    six = estimate_memory(atoms, model_cutoff=6.0).stages["force field"]
+    ten = estimate_memory(atoms, model_cutoff=10.0).stages["force field"]
+    both = estimate_memory(atoms, model_cutoff=10.0, descriptor_cutoff=6.0).stages["force field"]
+    assert both["descriptor chunk (autograd)"] == six["descriptor chunk (autograd)"]
+    assert "interlayer term chunk (autograd)" in both and "interlayer term chunk (autograd)" not in ten
+    assert sum(six.values()) < sum(both.values()) < sum(ten.values())
+    assert both["neighbour list (compact)"] == ten["neighbour list (compact)"]   # the list reaches 10 A
+
+
 def test_memory_estimate_of_ml_heads_is_linear_and_above_the_two_centre_model():
     cell = build_bilayer("graphene", stacking="AB")
     small, large = cell.repeat((20, 20, 1)), cell.repeat((40, 40, 1))   # 1,600 and 6,400 atoms

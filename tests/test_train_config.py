@@ -123,3 +123,13 @@ def test_shipped_example_configs_are_valid():
     assert heads["training"]["init_model"].endswith("runs/blg_ff/model.pt")
     for key in ("descriptor", "fitting_net", "type_map"):
         assert heads["model"][key] == ff["model"][key] == cfgs["blg.yaml"].to_dict()["model"][key], key
+    # the shipped model's fine-tunes: same network as blg.yaml (init_model needs it), the second one
+    # with the 10 A term of the refit it starts from
+    base = cfgs["blg.yaml"].to_dict()["model"]
+    ft1, ft2 = cfgs["blg_finetune.yaml"].to_dict(), cfgs["blg_finetune2.yaml"].to_dict()
+    for key in ("descriptor", "fitting_net", "type_map", "hamiltonian"):
+        assert ft1["model"][key] == ft2["model"][key] == base[key], key
+    assert ft1["training"]["init_model"].endswith("runs/blg_long/model.pt")
+    assert ft2["training"]["init_model"].endswith("runs/blg_ft/refit10.pt")
+    assert (ft2["model"]["interlayer"]["r_on"], ft2["model"]["interlayer"]["r_off"]) == (9.0, 10.0)
+    assert ft1["model"]["interlayer"]["r_off"] is None          # the descriptor's 6 A, as in step 1

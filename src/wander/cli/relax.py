@@ -37,7 +37,8 @@ def load_checked(args: argparse.Namespace, command: str):
 
     atoms = read(args.structure)
     calc = make_calculator(args)
-    est = estimate_memory(atoms, model_cutoff=calc.model.rcut, chunk_atoms=args.chunk_atoms)
+    est = estimate_memory(atoms, model_cutoff=calc.model.rcut, descriptor_cutoff=calc.model.descriptor.rcut,
+                          chunk_atoms=args.chunk_atoms)
     est.stages = {k: v for k, v in est.stages.items() if k in ("neighbours", "force field")}
     print(est.report())
     try:

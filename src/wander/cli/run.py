@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         mem.update(descriptor_dim=int(heads["descriptor_dim"]), hopping_cutoff=float(heads["r_cut"]))
     if calc is not None:
         d = calc.model.descriptor
-        mem.update(model_cutoff=calc.model.rcut, descriptor_neurons=tuple(d.neuron), axis_neuron=d.axis_neuron)
+        mem.update(model_cutoff=calc.model.rcut, descriptor_cutoff=d.rcut, descriptor_neurons=tuple(d.neuron),
+                   axis_neuron=d.axis_neuron)
     try:
         summary = run_workflow(
             atoms, pred, args.output, calc,

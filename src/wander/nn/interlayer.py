@@ -157,6 +157,21 @@ class KolmogorovCrespi(nn.Module):
         disp = 0.5 * self.A * (self.z0 / r) ** 6
         return out.masked_scatter(cand, w_pair * taper * (rep - disp))
 
+    @torch.no_grad()
+    def candidates(self, vec: torch.Tensor, proj: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """Mask of the edges ``i -> j`` that can carry interlayer energy (inside ``r_off`` and out of
+        the plane by more than ``h_on`` at both ends); every other edge gives exactly zero energy and
+        zero gradient, so dropping it first changes nothing but the cost. ``proj``: (N, 3, 3) normal
+        projectors of all atoms."""
+        vec = vec.detach().to(proj.dtype)
+        r2 = (vec * vec).sum(-1)
+        mask = (r2 < self.r_off ** 2) & (r2 > self.h_on ** 2)
+        idx = mask.nonzero().squeeze(1)
+        v = vec[idx]
+        h2_i, h2_j = self._heights2(v, proj[i[idx]], proj[j[idx]])
+        mask[idx] = (h2_i > self.h_on ** 2) & (h2_j > self.h_on ** 2)
+        return mask
+
     def pair_weight(self, vec: torch.Tensor, proj_i: torch.Tensor, proj_j: torch.Tensor) -> torch.Tensor:
         """Smooth interlayer indicator (E,) of edges: 1 for pairs in different sheets, 0 within one."""
         h2_i, h2_j = self._heights2(vec, proj_i, proj_j)

@@ -119,11 +119,22 @@ class ForceField(nn.Module):
             proj = term.normal_projectors(vec, edge_index, n_atoms)
         return 1.0 - term.pair_weight(vec, proj[edge_index[0]], proj[edge_index[1]])
 
+    def descriptor_edges(self, edge_vec: torch.Tensor) -> torch.Tensor | None:
+        """Mask of the edges inside ``descriptor.rcut``, or None when the neighbour list reaches no
+        farther. An interlayer term with a longer range (``r_off`` > ``rcut``) makes the list longer;
+        the pairs beyond ``rcut`` add exactly zero to the descriptor, so they are dropped before its
+        embedding nets, the costly part."""
+        if self.rcut <= self.descriptor.rcut:
+            return None
+        return (edge_vec.detach() ** 2).sum(-1) < self.descriptor.rcut ** 2
+
     def compute_descriptor(self, graph: AtomGraph) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom descriptor (N, dim_out) and edge vectors (E, 3) of ``graph`` (differentiable)."""
         edge_vec = graph.edge_vectors().to(self.dtype)
-        w = self.descriptor_weights(edge_vec, graph.edge_index, graph.positions.shape[0])
-        return self.descriptor(edge_vec, graph.edge_index, graph.species, w), edge_vec
+        keep = self.descriptor_edges(edge_vec)
+        vec, index = (edge_vec, graph.edge_index) if keep is None else (edge_vec[keep], graph.edge_index[:, keep])
+        w = self.descriptor_weights(vec, index, graph.positions.shape[0])
+        return self.descriptor(vec, index, graph.species, w), edge_vec
 
     def forward(
         self,
@@ -161,8 +172,10 @@ class ForceField(nn.Module):
             if self.interlayer is not None:
                 proj = self.interlayer.normal_projectors(edge_vec.to(self.interlayer.C0.dtype), graph.edge_index,
                                                          pos.shape[0])
-            w = self.descriptor_weights(edge_vec, graph.edge_index, pos.shape[0], proj)
-            desc = self.descriptor(edge_vec, graph.edge_index, graph.species, w)
+            keep = self.descriptor_edges(edge_vec)
+            vec, index = (edge_vec, graph.edge_index) if keep is None else (edge_vec[keep], graph.edge_index[:, keep])
+            w = self.descriptor_weights(vec, index, pos.shape[0], proj)
+            desc = self.descriptor(vec, index, graph.species, w)
             atom_energy = self.fitting(desc, graph.species)
             if self.interlayer is not None:
                 atom_energy = atom_energy + self.interlayer(edge_vec, graph.edge_index, pos.shape[0], proj)

@@ -151,16 +151,20 @@ def evaluate_forcefield(
         vec_m = vec.to(model.dtype).requires_grad_(True)                    # (E_c, 3)
         m = stop - start
         with torch.enable_grad():
+            keep = model.descriptor_edges(vec_m) if hasattr(model, "descriptor_edges") else None
+            vd, ed, id_, jd = (vec_m, edge_index, i, j) if keep is None else (vec_m[keep], edge_index[:, keep],
+                                                                              i[keep], j[keep])
             w = None
             if getattr(model, "hide_other_layer", False):
-                w = 1.0 - interlayer.pair_weight(vec_m.to(near.proj.dtype), near.proj[i], near.proj[j])
-            desc = model.descriptor(vec_m, edge_index, sp, w)[:m]
+                w = 1.0 - interlayer.pair_weight(vd.to(near.proj.dtype), near.proj[id_], near.proj[jd])
+            desc = model.descriptor(vd, ed, sp, w)[:m]
             e_atoms = model.fitting(desc, species[start:stop])
             if interlayer is None:
                 (g,) = torch.autograd.grad(e_atoms.sum(), vec_m, allow_unused=True)
             else:
-                e_edges = interlayer.edge_energies(vec_m.to(near.proj.dtype), near.proj[i], near.proj[j])
-                e_atoms = e_atoms + torch.zeros_like(e_atoms).index_add(0, i - start, e_edges.to(e_atoms.dtype))
+                c = interlayer.candidates(vec_m, near.proj, i, j)   # the term's edges: a few % of the list
+                e_edges = interlayer.edge_energies(vec_m[c].to(near.proj.dtype), near.proj[i[c]], near.proj[j[c]])
+                e_atoms = e_atoms + torch.zeros_like(e_atoms).index_add(0, i[c] - start, e_edges.to(e_atoms.dtype))
                 g, g_proj = torch.autograd.grad(e_atoms.sum(), [vec_m, near.proj], retain_graph=True,
                                                 allow_unused=True)
                 near.accumulate(g_proj)
@@ -255,6 +259,9 @@ def compute_descriptors(
     for start in tqdm(starts, desc="descriptors", unit="chunk", disable=not progress or len(starts) < 2):
         stop = min(start + chunk_atoms, n)
         vec, i, j, edge_index, sp = _chunk_inputs(model, nlist, species, pos, cell, start, stop, device)
+        keep = model.descriptor_edges(vec) if hasattr(model, "descriptor_edges") else None
+        if keep is not None:  # the list reaches farther than the descriptor (a longer-range interlayer term)
+            vec, i, j, edge_index = vec[keep], i[keep], j[keep], edge_index[:, keep]
         w = 1.0 - model.interlayer.pair_weight(vec.to(proj.dtype), proj[i], proj[j]) if hide else None
         out[start:stop] = model.descriptor(vec.to(model.dtype), edge_index, sp, w)[: stop - start]
     return out

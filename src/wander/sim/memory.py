@@ -46,6 +46,13 @@ CSR_BYTES_PER_NNZ = 40
 LU_FILL_PER_ROW_1E5 = 1240.0
 #: KPM: vectors alive at once (three-term recursion, block of random vectors, work)
 KPM_VECTORS = 12
+#: interlayer term reaching beyond the descriptor: per list pair of a chunk (edge vectors and their
+#: gradient, indices, masks) and per pair beyond the descriptor's cutoff (normal projectors gathered at
+#: both ends and the autograd record of the pair energy); together about 0.7 GiB (peak RSS against the
+#: same model with a 6 A term) against 1.0 GiB estimated
+#: for the 11,908-atom 1.05 deg cell (10 A term, 6 A descriptor, chunks of 8,192 atoms)
+TERM_LIST_BYTES_PER_PAIR = 120
+TERM_BYTES_PER_PAIR = 600
 
 
 class InsufficientMemoryError(MemoryError):
@@ -151,6 +158,7 @@ def estimate_memory(
     workers: int = 1,
     descriptor_dim: int | None = None,
     band_kpoints: int = 0,
+    descriptor_cutoff: float | None = None,
 ) -> MemoryEstimate:
     """Estimate the memory of relaxing ``atoms`` and solving its tight-binding Hamiltonian.
 
@@ -177,6 +185,10 @@ def estimate_memory(
     descriptor_dim
         Width of the shared descriptor when the Hamiltonian comes from ML heads (their descriptors,
         pair list and chunk features are added to the Hamiltonian stage); None for a two-centre model.
+    descriptor_cutoff
+        The descriptor's own ``rcut`` when the neighbour list reaches farther (``model_cutoff`` is then
+        an interlayer term's ``r_off``): only the pairs inside it go through the embedding nets, and the
+        term's interlayer pairs get their own line. None: the same as ``model_cutoff``.
     band_kpoints
         k-points whose band-state densities ``|psi|^2`` (``n_bands`` per k, float32) are kept for maps
         (``wander run``: the path points, twice with the rigid comparison).
@@ -194,12 +206,17 @@ def estimate_memory(
         chunk = min(chunk_atoms, n)
         per_atom = 8 * (3 * (ng * axis_neuron + sum(fitting_neurons)) + 2 * 4 * ng)
         est.stages["neighbours"] = {**base, "neighbour list build": int(pairs * NL_BUILD_BYTES_PER_PAIR)}
+        k_desc = k if descriptor_cutoff is None or descriptor_cutoff >= model_cutoff else \
+            max(neighbors_per_atom(atoms, descriptor_cutoff), 1.0)
         est.stages["force field"] = {
             **base,
             "neighbour list (compact)": int(pairs * NL_KEEP_BYTES_PER_PAIR + 8 * n),
-            "descriptor chunk (autograd)": int(chunk * k * per_edge + chunk * per_atom),
+            "descriptor chunk (autograd)": int(chunk * k_desc * per_edge + chunk * per_atom),
             "optimizer state": int(n * 3 * 8 * 4),
         }
+        if k_desc < k:  # the chunk's edge vectors and masks over the whole list, the term's pairs with autograd
+            est.stages["force field"]["interlayer term chunk (autograd)"] = int(
+                chunk * k * TERM_LIST_BYTES_PER_PAIR + chunk * (k - k_desc) * TERM_BYTES_PER_PAIR)
         est.notes["neighbors_per_atom"] = k
     n_orb = int(round(n * orbitals_per_atom))
     kh = max(neighbors_per_atom(atoms, hopping_cutoff), 1.0)
