@@ -132,4 +132,7 @@ def test_shipped_example_configs_are_valid():
     assert ft1["training"]["init_model"].endswith("runs/blg_long/model.pt")
     assert ft2["training"]["init_model"].endswith("runs/blg_ft/refit10.pt")
     assert (ft2["model"]["interlayer"]["r_on"], ft2["model"]["interlayer"]["r_off"]) == (9.0, 10.0)
+    ft3 = cfgs["blg_finetune3.yaml"].to_dict()
+    assert ft3["model"] == ft2["model"] and ft3["training"]["init_model"].endswith("runs/blg_ft2/refit.pt")
+    assert ft3["training"]["training_data"]["weights"] == {"blgal_*": 0.1, "blgel_*": 3}
     assert ft1["model"]["interlayer"]["r_off"] is None          # the descriptor's 6 A, as in step 1

@@ -15,10 +15,12 @@ against 19 meV/atom in DFT. ``anchor="isolated"`` takes the offset from the fram
 in which the term has no pairs (isolated layers: monolayers of the same data): the network's
 residual per atom type on them is the energy the network owes every frame, so the term is fitted
 to the absolute ``E_DFT - E_network - offset`` of the scan frames and carries the whole interlayer
-binding. The eight Kolmogorov-Crespi parameters cannot carry both that depth and the registry
-landscape of the DFT scan (anchored: binding 21 meV/atom, but the scan RMSE rises from 0.35 to
-3.1 meV per cell and E(AA) - E(AB) at 3.25 A from 34.4 to 40.9 meV against 35.3 in DFT), so the
-default stays the free offset, which is what a twisted-bilayer relaxation needs.
+binding. With a 6 A taper the eight Kolmogorov-Crespi parameters cannot carry both that depth and
+the registry landscape of the DFT scan (anchored: binding 21 meV/atom, but the scan RMSE rises from
+0.35 to 3.1 meV per cell and E(AA) - E(AB) at 3.25 A from 34.4 to 40.9 meV against 35.3 in DFT);
+tapered at 9-10 A (``taper`` of :func:`refit_checkpoint`) the anchored fit keeps the landscape
+(0.9 meV per frame). With scan frames out to where the binding fades (the bilayer-graphene tail at
+4-7 A) the free offset finds the same depth from the data, so it stays the default.
 
 Nothing else changes: the descriptor, hence any Hamiltonian heads built on it, is untouched.
 
