@@ -119,6 +119,11 @@ class ForceField(nn.Module):
             proj = term.normal_projectors(vec, edge_index, n_atoms)
         return 1.0 - term.pair_weight(vec, proj[edge_index[0]], proj[edge_index[1]])
 
+    def _descriptor_inputs(self, edge_vec: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_vec`` and ``edge_index`` restricted to :meth:`descriptor_edges`."""
+        keep = self.descriptor_edges(edge_vec)
+        return (edge_vec, edge_index) if keep is None else (edge_vec[keep], edge_index[:, keep])
+
     def descriptor_edges(self, edge_vec: torch.Tensor) -> torch.Tensor | None:
         """Mask of the edges inside ``descriptor.rcut``, or None when the neighbour list reaches no
         farther. An interlayer term with a longer range (``r_off`` > ``rcut``) makes the list longer;
@@ -131,8 +136,7 @@ class ForceField(nn.Module):
     def compute_descriptor(self, graph: AtomGraph) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom descriptor (N, dim_out) and edge vectors (E, 3) of ``graph`` (differentiable)."""
         edge_vec = graph.edge_vectors().to(self.dtype)
-        keep = self.descriptor_edges(edge_vec)
-        vec, index = (edge_vec, graph.edge_index) if keep is None else (edge_vec[keep], graph.edge_index[:, keep])
+        vec, index = self._descriptor_inputs(edge_vec, graph.edge_index)
         w = self.descriptor_weights(vec, index, graph.positions.shape[0])
         return self.descriptor(vec, index, graph.species, w), edge_vec
 
@@ -172,8 +176,7 @@ class ForceField(nn.Module):
             if self.interlayer is not None:
                 proj = self.interlayer.normal_projectors(edge_vec.to(self.interlayer.C0.dtype), graph.edge_index,
                                                          pos.shape[0])
-            keep = self.descriptor_edges(edge_vec)
-            vec, index = (edge_vec, graph.edge_index) if keep is None else (edge_vec[keep], graph.edge_index[:, keep])
+            vec, index = self._descriptor_inputs(edge_vec, graph.edge_index)
             w = self.descriptor_weights(vec, index, pos.shape[0], proj)
             desc = self.descriptor(vec, index, graph.species, w)
             atom_energy = self.fitting(desc, graph.species)

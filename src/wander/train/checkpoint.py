@@ -140,12 +140,18 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, metadata: dict[
         torch.save(payload, tmp)
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> ForceField:
-    """Rebuild the model of a checkpoint from its config and state_dict; returned in eval mode."""
-    payload = load_checkpoint(path)
+def forcefield_from_payload(payload: dict[str, Any]) -> ForceField:
+    """The force field of a loaded checkpoint ``payload``, rebuilt from its (validated) config and
+    state_dict, in eval mode."""
     cfg = parse_config(payload["config"])
     model = ForceField.from_config(cfg.to_dict()["model"])
     model.load_state_dict(payload["state_dict"])
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> ForceField:
+    """Rebuild the model of a checkpoint from its config and state_dict; returned in eval mode."""
+    model = forcefield_from_payload(load_checkpoint(path))
     if device is not None:
         model = model.to(device)
     return model.eval()
@@ -163,9 +169,7 @@ def load_dual_model(path: str | os.PathLike, device: torch.device | str | None =
     entry = payload.get("hamiltonian")
     if not isinstance(entry, dict) or "heads_config" not in entry or "state_dict" not in entry:
         raise ValueError(f"{path}: this checkpoint holds a force field only (no Hamiltonian heads)")
-    cfg = parse_config(payload["config"])
-    ff = ForceField.from_config(cfg.to_dict()["model"])
-    ff.load_state_dict(payload["state_dict"])
+    ff = forcefield_from_payload(payload)
     heads = HamiltonianHeads(HeadsConfig.from_dict(entry["heads_config"]), dtype=ff.dtype)
     heads.load_state_dict(entry["state_dict"])
     model = DualModel(ff, heads, entry.get("n_electrons"), entry.get("energy_zero", "absolute"))

@@ -184,26 +184,21 @@ def refit_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, frames: Seq
     not a resumable run).
     """
     from wander.io.atomic import atomic_path
-    from wander.nn.model import ForceField
-    from wander.train.checkpoint import _plain, load_checkpoint
-    from wander.train.config import parse_config
+    from wander.train.checkpoint import _plain, forcefield_from_payload, load_checkpoint
 
     payload = load_checkpoint(src)
-    il = payload["config"]["model"].get("interlayer")
-    if not il:
-        raise ValueError(f"{src}: the model has no interlayer term")
     if taper is not None:
+        il = payload["config"]["model"].get("interlayer")
+        if not il:
+            raise ValueError(f"{src}: the model has no interlayer term")
         r_on, r_off = map(float, taper)
         if not 0 < r_on < r_off:
             raise ValueError(f"taper: need 0 < r_on < r_off, got {r_on}, {r_off}")
         il["r_on"], il["r_off"] = r_on, r_off
-    cfg = parse_config(payload["config"])          # validates the new taper against the descriptor
-    model = ForceField.from_config(cfg.to_dict()["model"])
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
+    model = forcefield_from_payload(payload)       # its config check covers the new taper too
     report = refit_interlayer(model, frames, fit_configs=fit_configs, steps=steps, anchor=anchor)
     if taper is not None:
-        report["taper"] = [il["r_on"], il["r_off"]]
+        report["taper"] = [r_on, r_off]
     payload["state_dict"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     payload.pop("optimizer", None)
     payload.pop("rng", None)
