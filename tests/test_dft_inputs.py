@@ -79,12 +79,13 @@ def test_kgrid_for_cell_and_preset_roundtrip():
     assert kgrid_for_cell(build_bilayer("mos2").cell[:], m.k_spacing) == (9, 9, 1)
     back = Preset.from_dict(g.to_dict())
     assert back.to_dict() == g.to_dict()
-    # a separate, denser SCF grid (energies / forces / stress) survives the round trip; without it
-    # the SCF uses the Wannier grid, also for config.json files written before the field existed
+    # a separate, denser SCF grid (the graphene default) survives the round trip; without it the
+    # SCF uses the Wannier grid, also for config.json files written before the field existed
     cell = build_bilayer("graphene").cell[:]
+    assert g.scf_kgrid(cell) == (18, 18, 1)
+    g.scf_k_spacing = None
     assert g.scf_kgrid(cell) == (9, 9, 1)
     g.scf_k_spacing = 0.165
-    assert g.scf_kgrid(cell) == (18, 18, 1)
     assert Preset.from_dict(g.to_dict()).scf_kgrid(cell) == (18, 18, 1)
     old = g.to_dict()
     del old["scf_k_spacing"]

@@ -74,7 +74,9 @@ def config_dir(tmp_path, monkeypatch):
     atoms = read(FIX / "blg_w90" / "scf.in", format="espresso-in")
     atoms.pbc = (True, True, False)
     atoms.arrays["layer"] = np.array([0, 0, 1, 1])
-    return write_configuration(tmp_path / "blg_0000", atoms, {"kind": "bilayer"}, get_preset("graphene"))
+    preset = get_preset("graphene")
+    preset.scf_k_spacing = None  # one grid for SCF and Wannier step (the replayed outputs' 9x9)
+    return write_configuration(tmp_path / "blg_0000", atoms, {"kind": "bilayer"}, preset)
 
 
 def test_full_run_and_resume(config_dir):
@@ -102,7 +104,7 @@ def test_denser_scf_grid_than_wannier_grid(tmp_path, monkeypatch):
     atoms.pbc = (True, True, False)
     atoms.arrays["layer"] = np.array([0, 0, 1, 1])
     preset = get_preset("graphene")
-    preset.scf_k_spacing = 0.165
+    assert preset.scf_k_spacing == 0.165  # the default
     d = write_configuration(tmp_path / "blg_0000", atoms, {"kind": "bilayer"}, preset)
     assert run_configuration(d, ReplayLauncher())["state"] == "done"
     assert "18 18 1 0 0 0" in (d / "scf.in").read_text()
@@ -151,8 +153,8 @@ def test_forcefield_only_configuration_runs_scf_and_collects_without_hamiltonian
 
     write(src, [atoms, atoms], format="extxyz")
     root = tmp_path / "al"
-    # no converged SCF grid known: refused
-    assert main(["dft", "add", str(src), "--material", "graphene", "--root", str(root), "--prefix", "blgal"]) == 2
+    # no converged SCF grid known (the MoS2 preset sets none): refused
+    assert main(["dft", "add", str(src), "--material", "mos2", "--root", str(root), "--prefix", "blgal"]) == 2
     assert "give --scf-k-spacing" in capsys.readouterr().err and not root.exists()
     assert main(["dft", "add", str(src), "--material", "graphene", "--root", str(root), "--prefix", "blgal",
                  "--scf-k-spacing", "0.165"]) == 0

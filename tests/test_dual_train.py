@@ -258,3 +258,33 @@ def test_aligned_band_errors_ignore_a_uniform_offset(tmp_path: Path) -> None:
         assert abs(res[0.05]["band_rmse_aligned_meV"] - res[0.0]["band_rmse_aligned_meV"]) < 1e-6
         assert res[0.0]["band_count_aligned"] > 0
     assert checked > 0
+
+
+def test_layer_offset_of_two_layer_frames() -> None:
+    """``wander test``'s layer offset: mean onsite energy of layer 0 minus layer 1 (meV), per block
+    set; None for one layer. Masked (absent) orbitals do not count."""
+    from types import SimpleNamespace
+
+    from ase import Atoms
+
+    from wander.nn.hamiltonian.categories import INTRA_NEAR, ONSITE
+    from wander.train.hamiltonian_eval import _layer_offsets
+
+    atoms = Atoms("C4", positions=np.zeros((4, 3)))
+    atoms.arrays["layer"] = np.array([0, 0, 1, 1])
+    pairs = SimpleNamespace(category=np.array([ONSITE] * 4 + [INTRA_NEAR]), i=np.array([0, 1, 2, 3, 0]))
+    mask = np.ones((5, 2, 2), dtype=bool)
+    mask[3, 1, 1] = False                     # atom 3 has one orbital only
+    tgt = SimpleNamespace(pairs=pairs, mask=mask)
+    ref = np.zeros((5, 2, 2))
+    ref[:4, 0, 0] = [0.03, 0.05, -0.02, -0.04]
+    ref[:4, 1, 1] = [0.01, 0.03, 0.00, 9.99]  # the masked element must be ignored
+    ref[4] = 7.0                              # a hopping: not onsite
+    pred = ref.copy()
+    pred[:4] -= 0.002 * np.eye(2)             # uniform: offset unchanged
+    pred[0, 0, 0] += 0.008
+    off_ref, off_pred = _layer_offsets(atoms, tgt, [ref, pred])
+    assert off_ref == pytest.approx(1e3 * (np.mean([0.03, 0.05, 0.01, 0.03]) - np.mean([-0.02, -0.04, 0.0])))
+    assert off_pred == pytest.approx(off_ref + 8.0 / 4)
+    atoms.arrays["layer"] = np.zeros(4, dtype=int)
+    assert _layer_offsets(atoms, tgt, [ref]) is None

@@ -12,6 +12,8 @@ Subcommands::
     wander dft collect runs/blg --dataset datasets/blg
     wander dft summary datasets/blg
     wander dft relabel runs/blg --dataset datasets/blg --scf-k-spacing 0.165
+    wander dft layer-offset datasets/blg [--remove 'blg*' | --restore]
+    wander dft rewannier datasets/blg --root runs/blg_dense --scf-k-spacing 0.165 --configs 'blg_00*'
 """
 
 from __future__ import annotations
@@ -100,6 +102,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--scf-k-spacing", type=float, required=True, help="1/Angstrom incl. 2 pi (0.165: 18x18 "
                    "for the graphene primitive cell)")
     p.add_argument("--limit", type=int, default=None, help="stop after this many configurations")
+
+    p = sub.add_parser("rewannier", help="re-make frames' Wannier Hamiltonians from an SCF on a denser k-grid "
+                                          "(energies, forces and stresses kept)")
+    p.add_argument("dataset")
+    p.add_argument("--root", required=True, help="folder receiving one run directory per frame")
+    p.add_argument("--scf-k-spacing", type=float, required=True, help="1/Angstrom incl. 2 pi (0.165: 19x19 "
+                   "for the graphene primitive cell)")
+    p.add_argument("--configs", nargs="+", required=True, metavar="GLOB",
+                   help="frame names or globs, run in this order")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many frames")
+
+    p = sub.add_parser("layer-offset", help="layer offsets (mean onsite of layer 0 minus layer 1) of a bilayer "
+                                             "dataset's Hamiltonians; remove or restore them")
+    p.add_argument("dataset")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--remove", nargs="+", metavar="GLOB", help="remove the offsets of these frames (homobilayers "
+                   "whose offset is an SCF k-grid artefact, docs/dft.md); recorded in metadata.json")
+    g.add_argument("--restore", action="store_true", help="put every removed offset back")
 
     p = sub.add_parser("collect", help="append finished configurations to a dataset")
     p.add_argument("root")
@@ -331,6 +351,43 @@ def _relabel(args) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _rewannier(args) -> int:
+    from wander.dft.rewannier import rewannier_dataset, select_frames
+
+    names = select_frames(args.dataset, args.configs)
+    counts = rewannier_dataset(args.dataset, args.root, args.scf_k_spacing, names, limit=args.limit,
+                               log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 1 if counts["failed"] else 0
+
+
+def _layer_offset(args) -> int:
+    import numpy as np
+
+    from wander.dft.layer_offset import layer_offsets, remove_layer_offsets, restore_layer_offsets
+
+    if args.remove:
+        done = remove_layer_offsets(args.dataset, args.remove)
+        print(f"removed the layer offsets of {len(done)} frames" + (f" (|offset| median "
+              f"{np.median(np.abs(list(done.values()))):.1f}, max {np.abs(list(done.values())).max():.1f} meV)"
+              if done else ""))
+        return 0
+    if args.restore:
+        print(f"restored the layer offsets of {len(restore_layer_offsets(args.dataset))} frames")
+        return 0
+    off = layer_offsets(args.dataset)
+    if not off:
+        print(f"{args.dataset}: no two-layer frames with a Hamiltonian")
+        return 0
+    print(f"{'frame':<16s} {'offset (meV)':>12s}")
+    for name, v in sorted(off.items(), key=lambda kv: -abs(kv[1])):
+        print(f"{name:<16s} {v:12.1f}")
+    a = np.abs(list(off.values()))
+    print(f"{len(a)} frames: |offset| median {np.median(a):.1f}, 90th percentile {np.percentile(a, 90):.1f}, "
+          f"max {a.max():.1f} meV")
+    return 0
+
+
 def _summary(args) -> int:
     from wander.dft.dataset import summary_markdown
 
@@ -342,7 +399,8 @@ def _summary(args) -> int:
 
 def run(args) -> int:
     handlers = {"sample": _sample, "scan": _scan, "add": _add, "twist-config": _twist_config, "run": _run, "run-set": _run_set, "status": _status,
-                "collect": _collect, "summary": _summary, "relabel": _relabel}
+                "collect": _collect, "summary": _summary, "relabel": _relabel,
+                "rewannier": _rewannier, "layer-offset": _layer_offset}
     return handlers[args.dft_command](args)
 
 

@@ -72,8 +72,10 @@ def _format_frames(rows: list[dict], ham: dict | None) -> str:
     per = (ham or {}).get("per_frame", {})
     cats = [c for c in CATEGORIES if any(c in r["mae_meV"] for r in per.values())]
     head = (f"    {'frame':<14s} {'atoms':>5s} {'dE meV/at':>10s} {'F RMSE':>8s} {'|F|max':>7s}"
-            + "".join(f" {c[:10]:>10s}" for c in cats) + (f" {'bands':>7s} {'aligned':>7s}" if per else ""))
-    out = ["  per frame (dE signed; F in meV/A; Hamiltonian MAE and band RMSE in meV)", head]
+            + "".join(f" {c[:10]:>10s}" for c in cats)
+            + (f" {'bands':>7s} {'aligned':>7s} {'layer offset DFT / model':>25s}" if per else ""))
+    out = ["  per frame (dE signed; F in meV/A; Hamiltonian MAE, band RMSE and the layer offset, mean "
+           "onsite of layer 0 minus layer 1, in meV)", head]
     order = sorted(range(len(rows)), key=lambda f: -np.nan_to_num(rows[f]["forces_rmse"], nan=-1.0))
     for f in order:
         r = rows[f]
@@ -84,6 +86,8 @@ def _format_frames(rows: list[dict], ham: dict | None) -> str:
             line += "".join(f" {h['mae_meV'].get(c, float('nan')) if h else float('nan'):10.2f}" for c in cats)
             line += (f" {h['band_rmse_meV']:7.1f} {h['band_rmse_aligned_meV']:7.1f}" if h
                      else f" {'-':>7s} {'-':>7s}")
+            off = h.get("layer_offset_meV") if h else None
+            line += f" {off[0]:12.1f} / {off[1]:10.1f}" if off else f" {'-':>25s}"
         out.append(line)
     return "\n".join(out)
 

@@ -123,9 +123,11 @@ def _graphene() -> Preset:
     wan = WannierSettings(projections={"C": "pz"}, nbnd_per_atom=10.0, win_min_rel=-9.6,
                           win_max_rel=16.0, froz_min_rel=-2.5, froz_max_rel=2.8, num_iter=0,
                           path=list(_HEX_PATH), bands_num_points=20, projectability_frozen=True)
-    # 2.95 / 9 (graphene primitive |b|) -> 9x9 grid
-    return Preset("graphene", pw, wan, k_spacing=0.33, band_tol_meV=30.0, band_window_eV=1.0,
-                  spread_max=2.0, centre_max=0.3,
+    # 2.95 / 9 (graphene primitive |b|) -> 9x9 Wannier grid. The SCF runs on 18x18: stacking
+    # energies need it (docs/dft.md), and on 9x9 / 10x10 the density of a rattled bilayer can come
+    # out layer-polarised, shifting the two layers' onsite energies by up to 130 meV (rewannier.py)
+    return Preset("graphene", pw, wan, k_spacing=0.33, scf_k_spacing=0.165, band_tol_meV=30.0,
+                  band_window_eV=1.0, spread_max=2.0, centre_max=0.3,
                   pseudo_sources={"C": "Debian quantum-espresso-data 6.7-2"})
 
 

@@ -16,6 +16,9 @@ For every frame with a reference Hamiltonian:
   a uniform offset of the predicted spectrum does not count. That is the error of everything a
   prediction is used for when its Fermi level comes from filling (``energy_zero: onsite_mean``,
   ``wander run``); a model that predicts ``H - E_F`` is judged by the unaligned numbers.
+- **layer offset** of frames with two layers: mean onsite energy of layer 0 minus that of layer 1,
+  reference and predicted, in meV. In the homobilayer frames it should be small; a large reference
+  value with random sign marks a layer-polarised SCF density (docs/dft.md, ``wander dft rewannier``).
 """
 
 from __future__ import annotations
@@ -64,6 +67,27 @@ def _fermi(frames: FrameSet, f: int, eig: np.ndarray, n_orb: int, n_electrons: d
     return _filling(frames, f, eig, n_orb, n_electrons)
 
 
+def _layer_offsets(atoms: Any, tgt: Any, blocks: list[np.ndarray]) -> tuple[float, ...] | None:
+    """Mean onsite energy of layer 0 minus layer 1 (meV) of each of ``blocks``; None unless the
+    frame has exactly two layers with onsite energies."""
+    from wander.nn.hamiltonian.categories import ONSITE
+
+    layer = atoms.arrays.get("layer")
+    if layer is None or len(np.unique(layer)) != 2:
+        return None
+    lo, hi = np.unique(layer)
+    on = np.flatnonzero(tgt.pairs.category == ONSITE)
+    keep = np.diagonal(tgt.mask[on], axis1=1, axis2=2)
+    lay = np.broadcast_to(np.asarray(layer)[tgt.pairs.i[on]][:, None], keep.shape)
+    if not (keep & (lay == lo)).any() or not (keep & (lay == hi)).any():
+        return None
+    out = []
+    for b in blocks:
+        d = np.diagonal(b[on], axis1=1, axis2=2)
+        out.append(float(1e3 * (d[keep & (lay == lo)].mean() - d[keep & (lay == hi)].mean())))
+    return tuple(out)
+
+
 @torch.no_grad()
 def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: float = 1.0) -> dict[str, Any]:
     """Block MAE / RMSE per category (meV) and band RMSE within ``+-window`` eV of E_F (meV).
@@ -72,8 +96,9 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
     "count", "band_rmse_meV", "band_max_meV", "band_count", "band_rmse_aligned_meV",
     "band_max_aligned_meV", "band_count_aligned", "kgrid", "window_eV", "per_frame"}``; categories
     without pairs and empty band windows are absent / NaN. ``per_frame`` maps a frame index of
-    ``frames`` to that frame's ``mae_meV`` per category and ``band_rmse_meV`` /
-    ``band_rmse_aligned_meV`` (NaN without a reference Hamiltonian or levels in the window).
+    ``frames`` to that frame's ``mae_meV`` per category, ``band_rmse_meV`` /
+    ``band_rmse_aligned_meV`` (NaN without a reference Hamiltonian or levels in the window) and
+    ``layer_offset_meV`` = (reference, predicted) for frames with exactly two layers.
     """
     from wander.nn.hamiltonian.assemble import tb_from_blocks
     from wander.nn.hamiltonian.categories import CATEGORIES
@@ -105,6 +130,9 @@ def hamiltonian_errors(model: Any, frames: FrameSet, kgrid: int = 6, window: flo
         row = per_frame[f] = {"mae_meV": {c: float(1e3 * f_abs[k] / f_n[k]) for k, c in enumerate(CATEGORIES)
                                           if f_n[k] > 0},
                               "band_rmse_meV": float("nan"), "band_rmse_aligned_meV": float("nan")}
+        offsets = _layer_offsets(frames.atoms[f], tgt, [tgt.blocks, pred])
+        if offsets is not None:
+            row["layer_offset_meV"] = offsets
         if frames.reference[f] is None:
             continue
         atoms = frames.atoms[f]
