@@ -137,6 +137,10 @@ def test_layer_offsets_removed_and_restored(tmp_path):
     assert off["blg_0002"] == pytest.approx(base["blg_0002"] + 80.0)
     mean_before = [_frame_slices(raw, f)["block_values"] for f in range(3)]
     assert remove_layer_offsets(ds, ["blg_0002", "blg_0003"]).keys() == {"blg_0002", "blg_0003"}
+    from wander.dft.dataset import summary_markdown
+
+    row = next(r for r in summary_markdown(ds).splitlines() if r.startswith("| layer offsets removed"))
+    assert row.count("|") == 3 and "2 frames" in row
     after = layer_offsets(ds)
     assert after["blg_0002"] == pytest.approx(0.0, abs=1e-9) and after["blg_0003"] == pytest.approx(0.0, abs=1e-9)
     assert after["blg_0001"] == pytest.approx(base["blg_0001"])          # not selected: untouched

@@ -353,6 +353,10 @@ def summary_markdown(dataset: str | os.PathLike) -> str:
             key = f"{g[0]}x{g[1]}" if g else "unknown"
             grids[key] = grids.get(key, 0) + 1
         rows.append(("SCF grid of energy / force / stress labels", ", ".join(f"{k}: {v}" for k, v in sorted(grids.items()))))
+        removed = [abs(c["layer_offset_removed_meV"]) for c in done if "layer_offset_removed_meV" in c]
+        if removed:
+            rows.append(("layer offsets removed from the Hamiltonians (median / largest size; docs/dft.md)",
+                         f"{len(removed)} frames ({np.median(removed):.1f} / {max(removed):.1f} meV)"))
         secs = [c["seconds"] for c in done]
         rows.append(("wall time per configuration (median)", f"{np.median(secs):.0f} s"))
     if st.get("failure_reasons"):
