@@ -11,9 +11,8 @@ import pytest
 from ase.io import read
 
 from test_dft_dataset import FIX, _config_dir
-from wander.dft.dataset import append_configuration, load_hamiltonians
-from wander.dft.rewannier import _frame_slices, _join, replace_frame_hamiltonian, rewannier_dataset, \
-    select_frames
+from wander.dft.dataset import _frame_slices, _join, append_configuration, load_hamiltonians
+from wander.dft.rewannier import replace_frame_hamiltonian, rewannier_dataset, select_frames
 from wander.io import read_hr, write_hr
 from wander.train.data import read_dataset_frames
 
@@ -129,9 +128,9 @@ def test_layer_offsets_removed_and_restored(tmp_path):
     d = tmp_path / "dense"
     _new_run(d, "blg_0002", shift=0.0)
     rewannier_dataset(ds, d, 0.165, ["blg_0002"], log=lambda m: None)
-    from wander.dft.layer_offset import _shift
+    from wander.dft.layer_offset import _frames, _shift
 
-    _shift(ds, load_hamiltonians(ds), {"blg_0002": -80.0}, +1.0)   # -(-80)/2 on layer 0: offset +80
+    _shift(ds, load_hamiltonians(ds), _frames(ds), {"blg_0002": -80.0}, +1.0)   # -(-80)/2 on layer 0: offset +80
     raw = load_hamiltonians(ds)
     off = layer_offsets(ds)
     assert off["blg_0002"] == pytest.approx(base["blg_0002"] + 80.0)

@@ -39,6 +39,7 @@ import platform
 import time
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -275,6 +276,60 @@ def _write_frames(ds: Path, frame: Atoms, name: str) -> None:
     os.replace(_frames_tmp(ds, frame, name), ds / "frames.extxyz")
 
 
+_PER_ATOM = ("orb_count",)
+_PER_ORB = ("orb_atom", "orb_label")
+_PER_PAIR = ("pair_i", "pair_j", "pair_R")
+
+
+def _frame_part(name: str, blocks: dict, ef: float, band_err: Sequence[float]) -> dict:
+    """``hamiltonians.npz`` arrays of one frame (offsets local to it) from :func:`frame_blocks`."""
+    part = {"frame_names": np.array([name]), "num_wann": np.array([blocks["num_wann"]]),
+            "fermi_energy": np.array([ef]), "max_imag_dropped": np.array([blocks["max_imag"]]),
+            "band_err_max_meV": np.array([list(band_err)], dtype=float)}
+    part.update({k: blocks[k] for k in _PER_ATOM + _PER_ORB + _PER_PAIR + ("block_values", "block_offset")})
+    return part
+
+
+def _frame_slices(h: dict, f: int) -> dict:
+    """Frame ``f``'s arrays of ``hamiltonians.npz`` (offsets local to the frame)."""
+    a0, a1 = h["atom_offset"][f:f + 2]
+    o0, o1 = h["orb_offset"][f:f + 2]
+    p0, p1 = h["pair_offset"][f:f + 2]
+    b0, b1 = h["block_offset"][p0], h["block_offset"][p1]
+    out = {k: h[k][f:f + 1] for k in _PER_FRAME}
+    out.update({k: h[k][a0:a1] for k in _PER_ATOM})
+    out.update({k: h[k][o0:o1] for k in _PER_ORB})
+    out.update({k: h[k][p0:p1] for k in _PER_PAIR})
+    out["block_values"] = h["block_values"][b0:b1]
+    out["block_offset"] = h["block_offset"][p0:p1 + 1] - b0
+    return out
+
+
+def _join(parts: list[dict]) -> dict:
+    """``hamiltonians.npz`` arrays of single-frame ``parts`` (:func:`_frame_slices`,
+    :func:`_frame_part`) in order, offsets and dtypes as stored."""
+    out = {k: np.concatenate([p[k] for p in parts]) for k in _PER_FRAME + _PER_ATOM + _PER_ORB + _PER_PAIR}
+    out["block_values"] = np.concatenate([p["block_values"] for p in parts])
+    starts = np.r_[0, np.cumsum([p["block_values"].size for p in parts])[:-1]]
+    out["block_offset"] = np.concatenate([[0]] + [p["block_offset"][1:] + s for p, s in zip(parts, starts)])
+    for key, arr in (("atom_offset", "orb_count"), ("orb_offset", "orb_atom"), ("pair_offset", "pair_i")):
+        out[key] = np.r_[0, np.cumsum([len(p[arr]) for p in parts])]
+    out["orb_label"] = out["orb_label"].astype("U8")
+    out["frame_names"] = out["frame_names"].astype("U32")
+    for k in ("pair_i", "pair_j", "orb_atom", "orb_count"):
+        out[k] = out[k].astype(np.int32)
+    out["pair_R"] = out["pair_R"].astype(np.int16)
+    return out
+
+
+def _save_hamiltonians(ds: Path, arrays: dict) -> None:
+    """Write ``hamiltonians.npz`` atomically."""
+    tmpz = ds / ".hamiltonians.tmp.npz"
+    with open(tmpz, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmpz, ds / "hamiltonians.npz")
+
+
 def _append_frame(ds: Path, frame: Atoms, blocks: dict, name: str, ef: float,
                   band_err: list[float]) -> None:
     xyz = ds / "frames.extxyz"
@@ -283,40 +338,8 @@ def _append_frame(ds: Path, frame: Atoms, blocks: dict, name: str, ef: float,
     if old and name in set(old["frame_names"].tolist()):  # npz written, extxyz not yet
         os.replace(tmp, xyz)
         return
-    new = {"frame_names": np.array([name]), "num_wann": np.array([blocks["num_wann"]]),
-           "fermi_energy": np.array([ef]), "max_imag_dropped": np.array([blocks["max_imag"]]),
-           "band_err_max_meV": np.array([band_err])}
-    per_atom = {"orb_count": blocks["orb_count"]}
-    per_orb = {"orb_atom": blocks["orb_atom"], "orb_label": blocks["orb_label"]}
-    per_pair = {"pair_i": blocks["pair_i"], "pair_j": blocks["pair_j"], "pair_R": blocks["pair_R"]}
-    out = {}
-    if old:
-        for k, v in new.items():
-            out[k] = np.concatenate([old[k], v])
-        for k, v in (per_atom | per_orb | per_pair).items():
-            out[k] = np.concatenate([old[k], v])
-        out["block_values"] = np.concatenate([old["block_values"], blocks["block_values"]])
-        out["block_offset"] = np.r_[old["block_offset"], old["block_offset"][-1] + blocks["block_offset"][1:]]
-        for key, cnt in (("atom_offset", len(blocks["orb_count"])), ("orb_offset", len(blocks["orb_atom"])),
-                         ("pair_offset", len(blocks["pair_i"]))):
-            out[key] = np.r_[old[key], old[key][-1] + cnt]
-    else:
-        out.update(new)
-        out.update(per_atom | per_orb | per_pair)
-        out["block_values"] = blocks["block_values"]
-        out["block_offset"] = blocks["block_offset"]
-        out["atom_offset"] = np.array([0, len(blocks["orb_count"])])
-        out["orb_offset"] = np.array([0, len(blocks["orb_atom"])])
-        out["pair_offset"] = np.array([0, len(blocks["pair_i"])])
-    out["orb_label"] = out["orb_label"].astype("U8")
-    out["frame_names"] = out["frame_names"].astype("U32")
-    for k in ("pair_i", "pair_j", "orb_atom", "orb_count"):
-        out[k] = out[k].astype(np.int32)
-    out["pair_R"] = out["pair_R"].astype(np.int16)
-    tmpz = ds / ".hamiltonians.tmp.npz"
-    with open(tmpz, "wb") as fh:
-        np.savez_compressed(fh, **out)
-    os.replace(tmpz, ds / "hamiltonians.npz")
+    kept = [_frame_slices(old, f) for f in range(len(old["frame_names"]))] if old else []
+    _save_hamiltonians(ds, _join(kept + [_frame_part(name, blocks, ef, band_err)]))
     os.replace(tmp, xyz)
 
 

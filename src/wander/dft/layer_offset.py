@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from ase.io import read
 
-from wander.dft.dataset import load_hamiltonians
+from wander.dft.dataset import _save_hamiltonians, load_hamiltonians
 from wander.dft.qe_input import atomic_write_text
 
 __all__ = ["layer_offsets", "remove_layer_offsets", "restore_layer_offsets"]
@@ -56,11 +56,7 @@ def _frames(dataset: Path) -> dict:
     return {f.info["config"]: f for f in read(dataset / "frames.extxyz", index=":", format="extxyz")}
 
 
-def layer_offsets(dataset: str | os.PathLike, patterns: Sequence[str] = ("*",)) -> dict[str, float]:
-    """Layer offset (meV) of every two-layer frame with a Hamiltonian whose name matches a glob."""
-    ds = Path(dataset)
-    h = load_hamiltonians(ds)
-    frames = _frames(ds)
+def _offsets(h: dict, frames: dict, patterns: Sequence[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for f, name in enumerate(h["frame_names"].tolist()):
         if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
@@ -76,9 +72,14 @@ def layer_offsets(dataset: str | os.PathLike, patterns: Sequence[str] = ("*",)) 
     return out
 
 
-def _shift(dataset: Path, h: dict, names: dict[str, float], sign: float) -> None:
+def layer_offsets(dataset: str | os.PathLike, patterns: Sequence[str] = ("*",)) -> dict[str, float]:
+    """Layer offset (meV) of every two-layer frame with a Hamiltonian whose name matches a glob."""
+    ds = Path(dataset)
+    return _offsets(load_hamiltonians(ds), _frames(ds), patterns)
+
+
+def _shift(dataset: Path, h: dict, frames: dict, names: dict[str, float], sign: float) -> None:
     """Add ``sign * offset / 2`` to layer 1's and subtract it from layer 0's onsite energies."""
-    frames = _frames(dataset)
     vals = h["block_values"].copy()
     index = {n: f for f, n in enumerate(h["frame_names"].tolist())}
     for name, off in names.items():
@@ -88,12 +89,7 @@ def _shift(dataset: Path, h: dict, names: dict[str, float], sign: float) -> None
         half = sign * 1e-3 * off / 2
         vals[slots[lay == lo]] -= half
         vals[slots[lay == hi]] += half
-    out = dict(h)
-    out["block_values"] = vals
-    tmp = dataset / ".hamiltonians.tmp.npz"
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **out)
-    os.replace(tmp, dataset / "hamiltonians.npz")
+    _save_hamiltonians(dataset, {**h, "block_values": vals})
 
 
 def remove_layer_offsets(dataset: str | os.PathLike, patterns: Sequence[str]) -> dict[str, float]:
@@ -106,11 +102,12 @@ def remove_layer_offsets(dataset: str | os.PathLike, patterns: Sequence[str]) ->
     meta_path = ds / "metadata.json"
     meta = json.loads(meta_path.read_text())
     confs = meta["configurations"]
-    todo = {n: v for n, v in layer_offsets(ds, patterns).items()
+    h, frames = load_hamiltonians(ds), _frames(ds)
+    todo = {n: v for n, v in _offsets(h, frames, patterns).items()
             if "layer_offset_removed_meV" not in confs.get(n, {})}
     if not todo:
         return {}
-    _shift(ds, load_hamiltonians(ds), todo, +1.0)
+    _shift(ds, h, frames, todo, +1.0)
     for n, v in todo.items():
         confs[n]["layer_offset_removed_meV"] = v
     meta["layer_offsets"] = ("removed from the frames with layer_offset_removed_meV: each layer's onsite "
@@ -128,7 +125,7 @@ def restore_layer_offsets(dataset: str | os.PathLike) -> dict[str, float]:
     todo = {n: e["layer_offset_removed_meV"] for n, e in confs.items() if "layer_offset_removed_meV" in e}
     if not todo:
         return {}
-    _shift(ds, load_hamiltonians(ds), todo, -1.0)
+    _shift(ds, load_hamiltonians(ds), _frames(ds), todo, -1.0)
     for n in todo:
         del confs[n]["layer_offset_removed_meV"]
     meta.pop("layer_offsets", None)

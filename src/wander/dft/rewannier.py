@@ -29,7 +29,8 @@ import numpy as np
 from ase import Atoms
 from ase.io import read, write
 
-from wander.dft.dataset import _PER_FRAME, frame_blocks, load_hamiltonians
+from wander.dft.dataset import _frame_part, _frame_slices, _join, _save_hamiltonians, frame_blocks, \
+    load_hamiltonians
 from wander.dft.pipeline import Launcher, run_configuration, write_configuration
 from wander.dft.presets import Preset, kgrid_for_cell
 from wander.dft.qe_input import atomic_write_text
@@ -37,41 +38,7 @@ from wander.dft.qe_output import read_pw_output
 
 __all__ = ["rewannier_dataset", "replace_frame_hamiltonian", "select_frames"]
 
-_PER_ATOM = ("orb_count",)
-_PER_ORB = ("orb_atom", "orb_label")
-_PER_PAIR = ("pair_i", "pair_j", "pair_R")
 ENERGY_TOL = 1e-4  # eV per cell: the new SCF must reproduce the dataset's (relabelled) energy
-
-
-def _frame_slices(h: dict, f: int) -> dict:
-    """One frame's arrays of ``hamiltonians.npz`` (offsets local to the frame)."""
-    a0, a1 = h["atom_offset"][f:f + 2]
-    o0, o1 = h["orb_offset"][f:f + 2]
-    p0, p1 = h["pair_offset"][f:f + 2]
-    b0, b1 = h["block_offset"][p0], h["block_offset"][p1]
-    out = {k: h[k][f:f + 1] for k in _PER_FRAME}
-    out.update({k: h[k][a0:a1] for k in _PER_ATOM})
-    out.update({k: h[k][o0:o1] for k in _PER_ORB})
-    out.update({k: h[k][p0:p1] for k in _PER_PAIR})
-    out["block_values"] = h["block_values"][b0:b1]
-    out["block_offset"] = h["block_offset"][p0:p1 + 1] - b0
-    return out
-
-
-def _join(parts: list[dict]) -> dict:
-    out = {k: np.concatenate([p[k] for p in parts]) for k in _PER_FRAME + _PER_ATOM + _PER_ORB + _PER_PAIR}
-    out["block_values"] = np.concatenate([p["block_values"] for p in parts])
-    sizes = [p["block_values"].size for p in parts]
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    out["block_offset"] = np.concatenate([[0]] + [p["block_offset"][1:] + s for p, s in zip(parts, starts)])
-    for key, arr in (("atom_offset", "orb_count"), ("orb_offset", "orb_atom"), ("pair_offset", "pair_i")):
-        out[key] = np.r_[0, np.cumsum([len(p[arr]) for p in parts])]
-    out["orb_label"] = out["orb_label"].astype("U8")
-    out["frame_names"] = out["frame_names"].astype("U32")
-    for k in ("pair_i", "pair_j", "orb_atom", "orb_count"):
-        out[k] = out[k].astype(np.int32)
-    out["pair_R"] = out["pair_R"].astype(np.int16)
-    return out
 
 
 def replace_frame_hamiltonian(dataset: str | os.PathLike, name: str, blocks: dict, fermi_energy: float,
@@ -85,15 +52,9 @@ def replace_frame_hamiltonian(dataset: str | os.PathLike, name: str, blocks: dic
     if names.count(name) != 1:
         raise KeyError(f"{ds}/hamiltonians.npz: {names.count(name)} frames named {name!r}")
     f = names.index(name)
-    new = {"frame_names": np.array([name]), "num_wann": np.array([blocks["num_wann"]]),
-           "fermi_energy": np.array([fermi_energy]), "max_imag_dropped": np.array([blocks["max_imag"]]),
-           "band_err_max_meV": np.array([list(band_err)], dtype=float)}
-    new.update({k: blocks[k] for k in _PER_ATOM + _PER_ORB + _PER_PAIR + ("block_values", "block_offset")})
-    parts = [_frame_slices(h, g) if g != f else new for g in range(len(names))]
-    out = _join(parts)
-    tmpz = ds / ".hamiltonians.tmp.npz"
-    with open(tmpz, "wb") as fh:
-        np.savez_compressed(fh, **out)
+    parts = [_frame_slices(h, g) if g != f else _frame_part(name, blocks, fermi_energy, band_err)
+             for g in range(len(names))]
+    _save_hamiltonians(ds, _join(parts))
     xyz = ds / "frames.extxyz"
     frames = read(xyz, index=":", format="extxyz")
     for fr in frames:
@@ -102,7 +63,6 @@ def replace_frame_hamiltonian(dataset: str | os.PathLike, name: str, blocks: dic
                            band_err_max_meV_1eV=float(band_err[1]))
     tmpx = ds / ".frames.tmp.extxyz"
     write(tmpx, frames, format="extxyz")
-    os.replace(tmpz, ds / "hamiltonians.npz")
     os.replace(tmpx, xyz)
 
 
