@@ -288,3 +288,39 @@ def test_layer_offset_of_two_layer_frames() -> None:
     assert off_pred == pytest.approx(off_ref + 8.0 / 4)
     atoms.arrays["layer"] = np.zeros(4, dtype=int)
     assert _layer_offsets(atoms, tgt, [ref]) is None
+
+
+def test_init_model_heads_across_a_hopping_cutoff_change(tmp_path: Path, caplog) -> None:
+    """init_model heads that differ only in r_cut start the new run (warm start, logged with the
+    change); heads that differ in a shape-changing setting are left fresh, and the log says why."""
+    import logging
+
+    from wander.nn.dual import DualModel
+    from wander.train.loop import _init_from
+
+    model = train(parse_config(dual_config("joint", numb_steps=3)), tmp_path / "run", progress=False)
+    old = str(tmp_path / "run" / "model.pt")
+
+    def fresh(**heads):
+        data = dual_config("frozen", numb_steps=3, init_model=old)
+        data["model"]["hamiltonian"].update(heads)
+        cfg = parse_config(data)
+        m = DualModel.from_config(cfg.to_dict()["model"])
+        with torch.no_grad():
+            for p in m.heads.parameters():
+                p.zero_()
+        return m, cfg
+
+    wider, cfg = fresh(r_cut=model.heads.config.r_cut + 1.5)
+    with caplog.at_level(logging.INFO, logger="wander.train"):
+        _init_from(wider, old, cfg)
+    for (name, a), b in zip(model.heads.state_dict().items(), wider.heads.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert f"r_cut {model.heads.config.r_cut} -> {model.heads.config.r_cut + 1.5}" in caplog.text
+
+    caplog.clear()
+    other, cfg = fresh(hidden=[8])
+    with caplog.at_level(logging.INFO, logger="wander.train"):
+        _init_from(other, old, cfg)
+    assert all(not p.any() for p in other.heads.parameters())
+    assert "heads not initialised" in caplog.text and "hidden" in caplog.text

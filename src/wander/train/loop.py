@@ -194,6 +194,13 @@ def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
             raise ValueError(f"cannot resume: 'training.{key}' differs from the checkpoint's")
 
 
+# heads settings that leave the parameters' shapes unchanged and may differ from init_model's: a
+# checkpoint whose heads differ only in these still initialises the heads. r_cut makes it a warm
+# start, not the same function (the envelope and the pair-distance Gaussians stretch to the new
+# cutoff), so 7 A heads can start a 9 A run that then trains
+_HEADS_INIT_MAY_DIFFER = {"r_cut", "seed"}
+
+
 def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]:
     """Load the force field (and matching heads) of checkpoint ``path``; returns its metadata."""
     payload = load_checkpoint(path)
@@ -211,9 +218,13 @@ def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]
         mine = {k: v for k, v in model.heads.config.to_dict().items() if k != "descriptor_mode"}
         theirs = {k: v for k, v in HeadsConfig.from_dict(entry["heads_config"]).to_dict().items()
                   if k != "descriptor_mode"}          # through from_dict: defaults of newer keys
-        if mine == theirs:
+        differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+        if not set(differ) - _HEADS_INIT_MAY_DIFFER:
             model.heads.load_state_dict(entry["state_dict"])
-            log.info("heads initialised from %s", path)
+            changed = ", ".join(f"{k} {theirs[k]} -> {mine[k]}" for k in differ if k != "seed")
+            log.info("heads initialised from %s%s", path, f" ({changed})" if changed else "")
+        else:
+            log.info("heads not initialised from %s: its heads differ in %s", path, ", ".join(differ))
     log.info("force field initialised from %s", path)
     return dict(payload.get("metadata", {}))
 
