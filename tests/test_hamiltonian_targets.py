@@ -173,6 +173,31 @@ def test_category_losses_match_direct_computation():
         category_losses(torch.tensor(pred), torch.tensor(target), torch.tensor(mask), torch.tensor(cat), {"near": 1})
 
 
+def test_magnitude_weighted_category_losses():
+    """With magnitude_scale h0 the loss of a category is the mean of the squared errors weighted by
+    1 + |H_ref| / h0; the reported MSE / MAE stay unweighted; h0 <= 0 is refused."""
+    rng = np.random.default_rng(1)
+    p, m, h0 = 30, 2, 0.1
+    mask = np.ones((p, m, m), bool)
+    mask[::3, 1, :] = mask[::3, :, 1] = False
+    pred, target = rng.normal(size=(p, m, m)), rng.normal(scale=0.5, size=(p, m, m))
+    cat = rng.integers(0, 4, size=p)
+    args = (torch.tensor(pred), torch.tensor(target), torch.tensor(mask), torch.tensor(cat))
+    plain = category_losses(*args, weights={"inter": 3.0})
+    out = category_losses(*args, weights={"inter": 3.0}, magnitude_scale=h0)
+    total = 0.0
+    for code, name in enumerate(CATEGORIES):
+        sel = mask & (cat == code)[:, None, None]
+        d, w = (pred - target)[sel], 1 + np.abs(target[sel]) / h0
+        assert out[f"mse/{name}"].item() == pytest.approx(plain[f"mse/{name}"].item(), rel=1e-12)
+        assert out[f"mae/{name}"].item() == pytest.approx(np.mean(np.abs(d)), rel=1e-12)
+        total += (3.0 if name == "inter" else 1.0) * np.sum(w * d**2) / np.sum(w)
+    assert out["loss"].item() == pytest.approx(total, rel=1e-12)
+    assert out["loss"].item() != pytest.approx(plain["loss"].item(), rel=1e-3)
+    with pytest.raises(ValueError, match="magnitude_scale"):
+        category_losses(*args, magnitude_scale=0.0)
+
+
 def test_collate_targets_and_pair_vectors(mos2):
     t1 = dataset_targets(_dataset_layout(mos2, MOS2, *_pairs_blocks(mos2)), 0, mos2, MOS2, 4.0, 3.0)
     other = mos2.copy()

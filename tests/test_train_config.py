@@ -29,7 +29,7 @@ def _with(path: str, value) -> dict:
     *parents, last = path.split(".")
     node = data
     for p in parents:
-        node = node[p]
+        node = node.setdefault(p, {})
     node[last] = value
     return data
 
@@ -81,6 +81,8 @@ def test_unknown_key_without_close_match_lists_known_keys() -> None:
     ("training.numb_steps", 0, "numb_steps"),
     ("training.batch_size", 1.5, "expected an integer"),
     ("model.type_map", ["C", "C"], "duplicates"),
+    ("loss.hamiltonian.magnitude_scale", -0.1, "magnitude_scale"),
+    ("loss.hamiltonian.start_pref_inter", -1.0, "start_pref_inter"),
 ])
 def test_bad_values_rejected_with_key_path(path, value, message) -> None:
     with pytest.raises(ConfigError, match=message) as err:

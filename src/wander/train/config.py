@@ -282,7 +282,8 @@ class LossConfig:
 @dataclass(frozen=True)
 class HamiltonianLossConfig:
     """``loss.hamiltonian``: one prefactor pair per Hamiltonian category, interpolated like the
-    energy / force prefactors; the term is ``sum_c p_c MSE_c`` (eV^2, per matrix element)."""
+    energy / force prefactors; the term is ``sum_c p_c MSE_c`` (eV^2, per matrix element).
+    ``magnitude_scale`` h0 (eV): each element's squared error weighs ``1 + |H_ref| / h0`` in ``MSE_c``."""
 
     start_pref_onsite: float = 1.0
     limit_pref_onsite: float = 1.0
@@ -292,10 +293,14 @@ class HamiltonianLossConfig:
     limit_pref_intra_long: float = 1.0
     start_pref_inter: float = 1.0
     limit_pref_inter: float = 1.0
+    magnitude_scale: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            _check(getattr(self, f.name) >= 0, f.name, "must be >= 0")
+            if f.name.startswith(("start_pref", "limit_pref")):
+                _check(getattr(self, f.name) >= 0, f.name, "must be >= 0")
+        _check(self.magnitude_scale is None or self.magnitude_scale > 0, "magnitude_scale",
+               "must be > 0 (eV) or absent")
 
 
 @dataclass(frozen=True)

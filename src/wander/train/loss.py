@@ -131,6 +131,7 @@ class HamiltonianLoss:
         """Loss (scalar tensor) and ``rmse_<category>`` (eV) for the categories present."""
         from wander.nn.hamiltonian.losses import category_losses
 
-        out = category_losses(pred, target, mask, category, weights=self.prefactors(lr))
+        out = category_losses(pred, target, mask, category, weights=self.prefactors(lr),
+                              magnitude_scale=self.cfg.magnitude_scale)
         metrics = {f"rmse_{k[4:]}": float(v.detach().sqrt()) for k, v in out.items() if k.startswith("mse/")}
         return out["loss"], metrics
