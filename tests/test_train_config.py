@@ -138,3 +138,15 @@ def test_shipped_example_configs_are_valid():
     assert ft3["model"] == ft2["model"] and ft3["training"]["init_model"].endswith("runs/blg_ft2/refit.pt")
     assert ft3["training"]["training_data"]["weights"] == {"blgal_*": 0.1, "blgel_*": 3}
     assert ft1["model"]["interlayer"]["r_off"] is None          # the descriptor's 6 A, as in step 1
+    # steps 8-10 (9 A heads): frozen on step 7's force field, then magnitude-weighted, then joint;
+    # the same force field settings all along, each step starting from the one before
+    h9, h9m, j9 = (cfgs[f"{n}.yaml"].to_dict() for n in ("blg_heads9", "blg_heads9_mag", "blg_joint9"))
+    for key in ("descriptor", "fitting_net", "type_map", "interlayer"):
+        assert h9["model"][key] == h9m["model"][key] == j9["model"][key] == ft3["model"][key], key
+    assert h9["model"]["hamiltonian"]["r_cut"] == 9.0 and ft3["model"]["hamiltonian"]["r_cut"] == 7.0
+    assert [c["model"]["hamiltonian"]["descriptor_mode"] for c in (h9, h9m, j9)] == ["frozen", "frozen", "joint"]
+    assert h9["training"]["init_model"].endswith("runs/blg_ft3/refit.pt")
+    assert h9m["training"]["init_model"].endswith("runs/blg_heads9/model.pt")
+    assert j9["training"]["init_model"].endswith("runs/blg_heads9_mag/model.pt")
+    assert h9["loss"]["hamiltonian"]["magnitude_scale"] is None
+    assert h9m["loss"]["hamiltonian"]["magnitude_scale"] == j9["loss"]["hamiltonian"]["magnitude_scale"] == 0.1
