@@ -157,6 +157,30 @@ def test_hamiltonian_cli_writes_hr_and_npz(tmp_path):
         parse(cli_hamiltonian, [str(structure), "--tb-model", "x", "--model", "y", "-o", "h.npz"])
 
 
+def test_hamiltonian_cli_hopping_cutoff(tmp_path, capsys):
+    """--hopping-cutoff 7 on the shipped 9 A heads keeps the hoppings within 7 A and drops the rest;
+    with a two-centre model it is refused."""
+    structure = tmp_path / "tbg.extxyz"
+    write(structure, twisted_bilayer("graphene", m=1, n=2))
+    hams = {}
+    for cut in (None, "7"):
+        out = tmp_path / f"h{cut}.npz"
+        argv = [str(structure), "--model", "pretrained", "-o", str(out)] + ([] if cut is None else ["--hopping-cutoff", cut])
+        assert cli_hamiltonian.run(parse(cli_hamiltonian, argv)) == 0
+        hams[cut] = TBHamiltonian.load(out)
+    assert "cut at 7 A of the heads' 9 A" in capsys.readouterr().out
+    full, short = hams[None], hams["7"]
+
+    def dist(h):
+        return np.linalg.norm(h.orbital_positions[h.j] + h.R @ h.cell - h.orbital_positions[h.i], axis=1)
+
+    assert dist(short).max() <= 7.0 + 1e-9 and dist(full).max() > 8.5
+    assert short.n_hoppings == int((dist(full) <= 7.0).sum())
+    with pytest.raises(SystemExit):
+        cli_hamiltonian.run(parse(cli_hamiltonian, [str(structure), "--tb-model", "moon-koshino", "--hopping-cutoff",
+                                                    "7", "-o", str(tmp_path / "x.npz")]))
+
+
 def test_hamiltonian_cli_refuses_force_field_only_checkpoint(tmp_path, checkpoint):
     structure = tmp_path / "tbg.extxyz"
     write(structure, twisted_bilayer("graphene", m=1, n=2))

@@ -137,3 +137,36 @@ def test_streamed_prediction_equals_blockwise_assembly() -> None:
         diff = np.abs(streamed.hk(k).toarray() - whole.hk(k).toarray()).max()
         assert diff < 1e-12, (k, diff)
     assert float(np.abs(whole.t).max()) > 0.1
+
+
+def test_prediction_hopping_cutoff_keeps_the_nearer_pairs_exactly(tmp_path) -> None:
+    """A checkpoint predictor with a hopping cutoff below the heads' r_cut predicts the same hoppings
+    for the pairs within it and none beyond; a cutoff outside [end of the near/long blend, r_cut] or
+    with a two-centre model is refused."""
+    from wander.sim.predictors import checkpoint_predictor, predictor
+
+    cfg, model, frames = _model_and_frames()
+    with torch.no_grad():
+        for p in model.heads.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_checkpoint(tmp_path / "m.pt", cfg, model.eval(), step=1)
+    atoms = frames.atoms[1]
+    full = checkpoint_predictor(tmp_path / "m.pt")(atoms)
+    cut = 4.2                                                # heads: r_near 3.3, blend to 3.55, r_cut 5
+    pred = checkpoint_predictor(tmp_path / "m.pt", hopping_cutoff=cut)
+    short = pred(atoms)
+    assert "cut at 4.2 A" in pred.description
+
+    def by_key(h):
+        d = np.linalg.norm(h.orbital_positions[h.j] + h.R @ h.cell - h.orbital_positions[h.i], axis=1)
+        return {(int(a), int(b), *map(int, r)): (t, dist) for a, b, r, t, dist in zip(h.i, h.j, h.R, h.t, d)}
+
+    f, s = by_key(full), by_key(short)
+    kept = {k for k, (_, dist) in f.items() if dist <= cut}
+    assert set(s) == kept and 0 < len(kept) < len(f)
+    assert max(abs(s[k][0] - f[k][0]) for k in kept) < 1e-12    # rounding of differently sized batches
+    for bad in (3.4, 5.5):
+        with pytest.raises(ValueError, match="hopping cutoff"):
+            checkpoint_predictor(tmp_path / "m.pt", hopping_cutoff=bad)
+    with pytest.raises(ValueError, match="two-centre"):
+        predictor(tb_model="moon-koshino", hopping_cutoff=4.0)

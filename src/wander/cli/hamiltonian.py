@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", default=None,
                      help="checkpoint with Hamiltonian heads, or 'pretrained[:NAME]' (default: pretrained)")
     src.add_argument("--tb-model", default=None, help="two-centre pz model instead: moon-koshino, graphene-nn")
+    parser.add_argument("--hopping-cutoff", type=float, default=None, metavar="A",
+                        help="predict only the atom pairs within this distance (A), at most the heads' r_cut (the shipped model: 9 A): fewer hoppings, less memory and time on very large cells, at the cost of the dropped small hoppings (default: every pair the heads reach)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
 
     atoms = read(args.structure)
     if args.tb_model is not None:
+        if args.hopping_cutoff is not None:
+            raise SystemExit("--hopping-cutoff applies to a model's heads, not to --tb-model")
         pred = predictor(tb_model=args.tb_model)
     else:
         from wander.pretrained import resolve_model
 
-        pred = predictor(model=resolve_model(args.model))
+        pred = predictor(model=resolve_model(args.model), hopping_cutoff=args.hopping_cutoff)
     ham = pred(atoms)
     if str(args.output).endswith(".npz"):
         ham.save(args.output)

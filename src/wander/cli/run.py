@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--tb-model", default=None,
                         help="two-centre pz model for the Hamiltonian (moon-koshino) instead of the model's heads")
+    parser.add_argument("--hopping-cutoff", type=float, default=None, metavar="A",
+                        help="predict only the atom pairs within this distance (A), at most the heads' r_cut (the shipped model: 9 A): fewer hoppings, less memory and time on very large cells, at the cost of the dropped small hoppings (default: every pair the heads reach)")
     parser.add_argument("--no-relax", action="store_true", help="skip the relaxation (rigid structure)")
     parser.add_argument("--cell", choices=("fixed", "in-plane"), default="in-plane")
     parser.add_argument("--fmax", type=float, default=0.01, help="eV/Angstrom (default 0.01)")
@@ -89,15 +91,18 @@ def run(args: argparse.Namespace) -> int:
 
         calc = WanderCalculator(ckpt, device=args.device, chunk_atoms=args.chunk_atoms, precision=args.precision)
     if args.tb_model is not None:
+        if args.hopping_cutoff is not None:
+            raise ValueError("--hopping-cutoff applies to a model's heads, not to --tb-model")
         pred = pz_predictor(args.tb_model)
     else:
-        pred = checkpoint_predictor(ckpt, progress=not args.no_progress)
+        pred = checkpoint_predictor(ckpt, progress=not args.no_progress, hopping_cutoff=args.hopping_cutoff)
     mem = {"chunk_atoms": args.chunk_atoms}
     if args.tb_model is None:
         from wander.train.checkpoint import load_checkpoint
 
         heads = load_checkpoint(ckpt)["hamiltonian"]["heads_config"]
-        mem.update(descriptor_dim=int(heads["descriptor_dim"]), hopping_cutoff=float(heads["r_cut"]))
+        reach = float(heads["r_cut"]) if args.hopping_cutoff is None else float(args.hopping_cutoff)
+        mem.update(descriptor_dim=int(heads["descriptor_dim"]), hopping_cutoff=reach)
     if calc is not None:
         d = calc.model.descriptor
         mem.update(model_cutoff=calc.model.rcut, descriptor_cutoff=d.rcut, descriptor_neurons=tuple(d.neuron),

@@ -59,9 +59,10 @@ def has_hamiltonian_heads(payload: dict[str, Any]) -> bool:
 
 
 def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192,
-                         progress: bool = False) -> HamiltonianPredictor:
+                         progress: bool = False, hopping_cutoff: float | None = None) -> HamiltonianPredictor:
     """Hamiltonian heads of a checkpoint, fed by its force-field descriptor (``progress``: a bar over
-    the chunks of pairs of large structures).
+    the chunks of pairs of large structures). ``hopping_cutoff`` (A): predict only the pairs within
+    it, at most the heads' ``r_cut`` (a truncation for cells too large for the full range).
 
     Raises
     ------
@@ -87,13 +88,16 @@ def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192,
     heads = HamiltonianHeads(HeadsConfig.from_dict(entry["heads_config"]), dtype=ff.dtype)
     heads.load_state_dict(entry["state_dict"])
     heads.eval()
+    from wander.nn.hamiltonian.assemble import hopping_cutoff as _checked_cutoff
+
+    r_cut = None if hopping_cutoff is None else _checked_cutoff(heads, float(hopping_cutoff))
     per_element = entry.get("n_electrons")
 
     def predict(atoms: Atoms) -> Any:
         nl = build_neighbor_list(atoms, ff.rcut)
         desc = compute_descriptors(ff, atoms, nl, chunk_atoms=chunk_atoms, progress=progress)
         with torch.no_grad():
-            return predict_hamiltonian(heads, atoms, desc, progress=progress)
+            return predict_hamiltonian(heads, atoms, desc, progress=progress, r_cut=r_cut)
 
     def electrons(atoms: Atoms, ham: Any) -> float | None:
         if not per_element:
@@ -103,11 +107,17 @@ def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192,
             raise ValueError(f"{path}: no electron count for {missing}")
         return float(sum(per_element[s] for s in atoms.get_chemical_symbols()))
 
-    return HamiltonianPredictor(predict, electrons, f"Hamiltonian heads of {os.fspath(path)}")
+    cut = "" if r_cut is None or r_cut == heads.config.r_cut else \
+        f" (pairs cut at {r_cut:g} A of the heads' {heads.config.r_cut:g} A)"
+    return HamiltonianPredictor(predict, electrons, f"Hamiltonian heads of {os.fspath(path)}{cut}")
 
 
-def predictor(model: str | os.PathLike | None = None, tb_model: str | None = None) -> HamiltonianPredictor:
-    """Exactly one of a checkpoint path (``model``) or a pz model name (``tb_model``)."""
+def predictor(model: str | os.PathLike | None = None, tb_model: str | None = None,
+              hopping_cutoff: float | None = None) -> HamiltonianPredictor:
+    """Exactly one of a checkpoint path (``model``) or a pz model name (``tb_model``);
+    ``hopping_cutoff`` only with a checkpoint (see :func:`checkpoint_predictor`)."""
     if (model is None) == (tb_model is None):
         raise ValueError("give exactly one Hamiltonian source: a model checkpoint or a tight-binding model name")
-    return pz_predictor(tb_model) if tb_model is not None else checkpoint_predictor(model)
+    if tb_model is not None and hopping_cutoff is not None:
+        raise ValueError("a hopping cutoff applies to a model checkpoint's heads, not to a two-centre pz model")
+    return pz_predictor(tb_model) if tb_model is not None else checkpoint_predictor(model, hopping_cutoff=hopping_cutoff)

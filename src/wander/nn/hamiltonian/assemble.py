@@ -154,10 +154,25 @@ def hopping_counts(pairs: PairList, counts: np.ndarray) -> np.ndarray:
     return np.where(onsite, ci * (ci + 1) // 2, ci * cj)
 
 
+def hopping_cutoff(heads: HamiltonianHeads, r_cut: float | None) -> float:
+    """The pair range of a prediction: the heads' ``r_cut``, or a shorter ``r_cut`` that drops the
+    pairs beyond it (their blocks are small but not zero: a controlled truncation that saves memory
+    and time on very large cells). It must keep the near/long blend whole."""
+    cfg = heads.config
+    if r_cut is None:
+        return float(cfg.r_cut)
+    lo = cfg.r_near + cfg.near_width / 2
+    if not lo <= r_cut <= cfg.r_cut:
+        raise ValueError(f"hopping cutoff {r_cut} A outside [{lo:g}, {cfg.r_cut:g}] A: at most the heads' r_cut, "
+                         "at least the end of their near/long blend")
+    return float(r_cut)
+
+
 def predict_hamiltonian(heads: HamiltonianHeads, atoms: Atoms, descriptors: torch.Tensor,
-                        chunk_size: int = 50_000, progress: bool = False) -> Any:
+                        chunk_size: int = 50_000, progress: bool = False, r_cut: float | None = None) -> Any:
     """``wander.tb.TBHamiltonian`` predicted for ``atoms``, assembled chunk by chunk (``progress``: a
-    bar over the chunks of pairs).
+    bar over the chunks of pairs). ``r_cut``: predict only the pairs within this distance, at most the
+    heads' own ``r_cut`` (:func:`hopping_cutoff`); None predicts every pair the heads reach.
 
     Memory: the half-stored pair list and the final hopping arrays (allocated once, at their final
     size, and filled chunk by chunk) are the only arrays over all pairs; bond vectors, features and
@@ -169,7 +184,7 @@ def predict_hamiltonian(heads: HamiltonianHeads, atoms: Atoms, descriptors: torc
 
     cfg = heads.config
     counts = heads.basis.orbital_counts(atoms.get_chemical_symbols()).astype(np.int64)
-    pairs = hamiltonian_pairs(atoms, cfg.r_cut, cfg.r_near, layered=cfg.layered)
+    pairs = hamiltonian_pairs(atoms, hopping_cutoff(heads, r_cut), cfg.r_near, layered=cfg.layered)
     total = int(hopping_counts(pairs, counts).sum())
     R = np.empty((total, 3), dtype=np.int64)
     i = np.empty(total, dtype=np.int64)
