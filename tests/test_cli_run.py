@@ -181,6 +181,14 @@ def test_hamiltonian_cli_hopping_cutoff(tmp_path, capsys):
                                                     "7", "-o", str(tmp_path / "x.npz")]))
 
 
+def test_run_refuses_hopping_cutoff_with_a_two_centre_model(tmp_path):
+    args = parse(cli_run, ["--mn", "1", "2", "--tb-model", "moon-koshino", "--no-relax", "--hopping-cutoff", "7",
+                           "-o", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="hopping-cutoff"):
+        cli_run.run(args)
+    assert not (tmp_path / "x" / "summary.json").exists()
+
+
 def test_hamiltonian_cli_refuses_force_field_only_checkpoint(tmp_path, checkpoint):
     structure = tmp_path / "tbg.extxyz"
     write(structure, twisted_bilayer("graphene", m=1, n=2))
