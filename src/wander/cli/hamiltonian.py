@@ -16,8 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", default=None,
                      help="checkpoint with Hamiltonian heads, or 'pretrained[:NAME]' (default: pretrained)")
     src.add_argument("--tb-model", default=None, help="two-centre pz model instead: moon-koshino, graphene-nn")
+    add_hopping_cutoff_argument(parser)
+
+
+def add_hopping_cutoff_argument(parser: argparse.ArgumentParser) -> None:
+    """``--hopping-cutoff`` of the commands that predict a Hamiltonian from a model's heads."""
     parser.add_argument("--hopping-cutoff", type=float, default=None, metavar="A",
-                        help="predict only the atom pairs within this distance (A), at most the heads' r_cut (the shipped model: 9 A): fewer hoppings, less memory and time on very large cells, at the cost of the dropped small hoppings (default: every pair the heads reach)")
+                        help="predict only the atom pairs within this distance (A), at most the heads' r_cut "
+                             "(the shipped model: 9 A): fewer hoppings, less memory and time on very large "
+                             "cells, at the cost of the dropped small hoppings (default: every pair the heads reach)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from wander.cli.hamiltonian import add_hopping_cutoff_argument
 from wander.cli.relax import add_model_arguments
 
 
@@ -19,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--tb-model", default=None,
                         help="two-centre pz model for the Hamiltonian (moon-koshino) instead of the model's heads")
-    parser.add_argument("--hopping-cutoff", type=float, default=None, metavar="A",
-                        help="predict only the atom pairs within this distance (A), at most the heads' r_cut (the shipped model: 9 A): fewer hoppings, less memory and time on very large cells, at the cost of the dropped small hoppings (default: every pair the heads reach)")
+    add_hopping_cutoff_argument(parser)
     parser.add_argument("--no-relax", action="store_true", help="skip the relaxation (rigid structure)")
     parser.add_argument("--cell", choices=("fixed", "in-plane"), default="in-plane")
     parser.add_argument("--fmax", type=float, default=0.01, help="eV/Angstrom (default 0.01)")
