@@ -87,6 +87,25 @@ def test_combined_checkpoint_gives_identical_energies_forces_and_hamiltonians(tm
     assert payload["step"] == 7 and payload["hamiltonian"]["heads_config"]["r_cut"] == 5.0
 
 
+def test_forcefield_fingerprint_ignores_heads_and_step_but_not_force_field_weights(tmp_path) -> None:
+    from wander.train.checkpoint import forcefield_fingerprint
+
+    cfg, model, _ = _model_and_frames()
+    model.eval()
+    save_checkpoint(tmp_path / "a.pt", cfg, model, step=1)
+    with torch.no_grad():
+        for p in model.heads.parameters():
+            p.add_(0.01)
+    save_checkpoint(tmp_path / "b.pt", cfg, model, step=5)
+    with torch.no_grad():
+        next(model.forcefield.parameters()).view(-1)[0] += 1e-6
+    save_checkpoint(tmp_path / "c.pt", cfg, model, step=5)
+    a, b, c = (forcefield_fingerprint(tmp_path / f"{k}.pt") for k in "abc")
+    assert a == b and len(a) == 16
+    assert c != b
+    assert (tmp_path / "a.pt").read_bytes() != (tmp_path / "b.pt").read_bytes()
+
+
 def test_force_field_checkpoint_refused_by_dual_loader(tmp_path) -> None:
     cfg, model, _ = _model_and_frames()
     ff_cfg = parse_config({k: v for k, v in cfg.to_dict().items() if k != "loss"}

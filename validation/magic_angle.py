@@ -9,7 +9,8 @@ rigid cell, to its interlayer distance), not to the number 1.05. This script sca
   of the relaxed 1.05 deg cell, as ``wander run --compare-rigid`` uses);
 * ``relaxed``: the cell relaxed with the shipped force field (LBFGS, in-plane cell, fmax 0.001 eV/A,
   as ``make demo``); the relaxed structure is kept in ``scale_work/`` so the scan resumes (a cell
-  relaxed with another checkpoint file is relaxed again).
+  relaxed with another force field is relaxed again; new Hamiltonian heads keep it:
+  ``wander.train.checkpoint.forcefield_fingerprint``).
 
 For each cell the ML Hamiltonian is predicted and the bands near charge neutrality are solved on the
 moire path (``--npoints`` k-points through Gamma, K, M). ``--hamiltonian moon-koshino`` uses the
@@ -73,13 +74,12 @@ def _local_distances(atoms) -> dict:
 
 
 def _model_id() -> str:
-    """First 16 hex digits of the SHA-256 of the shipped checkpoint file: a cached relaxed cell is
-    reused only with the model that relaxed it."""
-    import hashlib
-
+    """Fingerprint of the shipped checkpoint's force field (``forcefield_fingerprint``): a cached
+    relaxed cell is reused only with the force field that relaxed it (new heads keep it)."""
     from wander.pretrained import resolve_model
+    from wander.train.checkpoint import forcefield_fingerprint
 
-    return hashlib.sha256(Path(resolve_model(None)).read_bytes()).hexdigest()[:16]
+    return forcefield_fingerprint(resolve_model(None))
 
 
 def structure(kind: str, m: int, distance: float, fmax: float, threads: int):
@@ -97,10 +97,10 @@ def structure(kind: str, m: int, distance: float, fmax: float, threads: int):
     if cache.exists():
         relaxed = read(cache)
         info = json.loads(relaxed.info.get("relax_record", "{}"))
-        if info.get("model_sha256") == _model_id():
+        if info.get("forcefield_sha256") == _model_id():
             relaxed.arrays["layer"] = atoms.arrays["layer"]
             return relaxed, info
-        print(f"{cache.name} was relaxed with another model; relaxing again", flush=True)
+        print(f"{cache.name} was relaxed with another force field; relaxing again", flush=True)
     from wander.calculator import WanderCalculator
     from wander.pretrained import resolve_model
     from wander.sim.relax import relax
@@ -110,7 +110,7 @@ def structure(kind: str, m: int, distance: float, fmax: float, threads: int):
     relaxed = relax(atoms, calc, fmax=fmax, steps=2000, cell="in-plane", optimizer="LBFGS", progress=True)
     info = {"relax_steps": int(relaxed.info["relax_steps"]), "relax_converged": bool(relaxed.info["relax_converged"]),
             "relax_fmax": float(relaxed.info["relax_fmax"]), "relax_fmax_target": fmax,
-            "relax_s": round(time.perf_counter() - t0, 1), "threads": threads, "model_sha256": _model_id()}
+            "relax_s": round(time.perf_counter() - t0, 1), "threads": threads, "forcefield_sha256": _model_id()}
     out = relaxed.copy()
     out.calc = None
     out.info["relax_record"] = json.dumps(info)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from wander.nn.dual import DualModel
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_model",
-           "load_dual_model", "export_model"]
+           "load_dual_model", "export_model", "forcefield_fingerprint"]
 
 CHECKPOINT_FORMAT = "wander.forcefield"
 CHECKPOINT_VERSION = 1
@@ -176,3 +176,21 @@ def load_dual_model(path: str | os.PathLike, device: torch.device | str | None =
     if device is not None:
         model = model.to(device)
     return model.eval()
+
+
+def forcefield_fingerprint(path: str | os.PathLike) -> str:
+    """First 16 hex digits of a SHA-256 over what the force field of checkpoint ``path`` computes
+    with: its model config without the Hamiltonian heads and its ``state_dict`` (names, dtypes,
+    shapes, values). Two checkpoints that differ only in their heads, metadata, step or optimizer
+    state share it, so a relaxed structure cached under it stays valid when only the heads change."""
+    import hashlib
+    import json
+
+    payload = load_checkpoint(path)
+    model_cfg = {k: v for k, v in payload["config"].get("model", {}).items() if k != "hamiltonian"}
+    h = hashlib.sha256(json.dumps(_plain(model_cfg), sort_keys=True).encode())
+    for name in sorted(payload["state_dict"]):
+        t = payload["state_dict"][name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
