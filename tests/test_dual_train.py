@@ -324,3 +324,48 @@ def test_init_model_heads_across_a_hopping_cutoff_change(tmp_path: Path, caplog)
         _init_from(other, old, cfg)
     assert all(not p.any() for p in other.heads.parameters())
     assert "heads not initialised" in caplog.text and "hidden" in caplog.text
+
+
+def test_init_model_heads_gain_overlap_invariants_and_start_from_the_same_blocks(tmp_path: Path, caplog) -> None:
+    """Heads trained without ``pair_overlap`` start a run with it: the overlap columns of the pair
+    networks' first layers are zero, so the blocks are those of the saved model bit for bit; the
+    reverse direction (dropping the overlaps) leaves the heads fresh."""
+    import logging
+
+    from wander.nn.dual import DualModel
+    from wander.train.data import load_frame_set, make_batch
+    from wander.train.loop import _init_from
+
+    model = train(parse_config(dual_config("joint", numb_steps=3)), tmp_path / "run", progress=False)
+    old = str(tmp_path / "run" / "model.pt")
+    data = dual_config("frozen", numb_steps=3, init_model=old)
+    data["model"]["hamiltonian"]["pair_overlap"] = True
+    cfg = parse_config(data)
+    new = DualModel.from_config(cfg.to_dict()["model"])
+    assert new.heads.n_overlaps > 0
+    with caplog.at_level(logging.INFO, logger="wander.train"):
+        _init_from(new, old, cfg)
+    assert "pair_overlap False -> True" in caplog.text
+    frames = load_frame_set([DUAL_DIR], ["C"], 4.0, hamiltonian=cfg.model.hamiltonian)
+    batch = make_batch(frames, list(range(len(frames))))
+    model.eval(), new.eval()
+    with torch.no_grad():
+        a = model.hamiltonian_blocks(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+        b = new.hamiltonian_blocks(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+        assert torch.equal(a, b) and float(a.abs().max()) > 0.1
+        first = new.heads.heads["intra_near_C_C"][0].weight
+        first[:, -new.heads.n_overlaps:] += 0.5    # the overlap inputs are live: weights on them move blocks
+        c = new.hamiltonian_blocks(batch.graph, batch.pair_index, batch.pair_R, batch.layer)
+    assert float((c - a).abs().max()) > 1e-4
+
+    save_checkpoint(tmp_path / "overlap.pt", cfg, new, step=0)
+    back_cfg = parse_config(dual_config("frozen", numb_steps=3, init_model=str(tmp_path / "overlap.pt")))
+    back = DualModel.from_config(back_cfg.to_dict()["model"])
+    with torch.no_grad():
+        for p in back.heads.parameters():
+            p.zero_()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wander.train"):
+        _init_from(back, str(tmp_path / "overlap.pt"), back_cfg)
+    assert all(not p.any() for p in back.heads.parameters())
+    assert "heads not initialised" in caplog.text and "pair_overlap" in caplog.text

@@ -97,7 +97,8 @@ class HamiltonianModelConfig:
     local model can learn when E_F itself depends on the frame's strain and stacking; the Fermi
     level of a prediction then comes from band filling), ``absolute`` on the raw Wannier Hamiltonian. ``descriptor_mode``: ``frozen``
     trains the heads on a fixed force field (``training.init_model``), ``joint`` back-propagates the
-    Hamiltonian loss into the descriptor as well.
+    Hamiltonian loss into the descriptor as well. ``pair_overlap`` adds the contractions of the
+    two atoms' neighbour densities to the pair invariants (``HeadsConfig``).
     """
 
     orbitals: dict[str, tuple[str, ...]]
@@ -111,6 +112,7 @@ class HamiltonianModelConfig:
     tp_channels: int = 8
     n_rbf: int = 16
     feature_lmax: int | None = None
+    pair_overlap: bool = False
     hidden: tuple[int, ...] = (64, 64)
     avg_neighbors: float = 10.0
     output_scale: float = 1.0

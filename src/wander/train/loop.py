@@ -194,11 +194,25 @@ def _check_resume_config(saved: dict[str, Any], cfg: Config) -> None:
             raise ValueError(f"cannot resume: 'training.{key}' differs from the checkpoint's")
 
 
-# heads settings that leave the parameters' shapes unchanged and may differ from init_model's: a
-# checkpoint whose heads differ only in these still initialises the heads. r_cut makes it a warm
-# start, not the same function (the envelope and the pair-distance Gaussians stretch to the new
-# cutoff), so 7 A heads can start a 9 A run that then trains
-_HEADS_INIT_MAY_DIFFER = {"r_cut", "seed"}
+# heads settings that may differ from init_model's: a checkpoint whose heads differ only in these
+# still initialises the heads. r_cut makes it a warm start, not the same function (the envelope and
+# the pair-distance Gaussians stretch to the new cutoff), so 7 A heads can start a 9 A run that then
+# trains; pair_overlap off -> on starts from the same function (zero weights on the new invariants)
+_HEADS_INIT_MAY_DIFFER = {"r_cut", "seed", "pair_overlap"}
+
+
+def _pad_overlap_columns(state: dict[str, torch.Tensor], heads: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` of heads without ``pair_overlap`` for heads with it: the first layers of the pair
+    networks get zero columns for the overlap invariants (their last inputs), so the warm-started
+    heads compute exactly what the saved ones did until training moves those weights."""
+    mine = heads.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        new = mine.get(key)
+        if (new is not None and value.ndim == 2 and new.ndim == 2 and value.shape[0] == new.shape[0]
+                and new.shape[1] == value.shape[1] + heads.n_overlaps):
+            out[key] = torch.cat([value, value.new_zeros(value.shape[0], heads.n_overlaps)], dim=1)
+    return out
 
 
 def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]:
@@ -219,8 +233,11 @@ def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]
         theirs = {k: v for k, v in HeadsConfig.from_dict(entry["heads_config"]).to_dict().items()
                   if k != "descriptor_mode"}          # through from_dict: defaults of newer keys
         differ = sorted(k for k in mine if mine[k] != theirs.get(k))
-        if not set(differ) - _HEADS_INIT_MAY_DIFFER:
-            model.heads.load_state_dict(entry["state_dict"])
+        if not set(differ) - _HEADS_INIT_MAY_DIFFER and not (theirs.get("pair_overlap") and not mine["pair_overlap"]):
+            state = entry["state_dict"]
+            if mine["pair_overlap"] and not theirs.get("pair_overlap"):
+                state = _pad_overlap_columns(state, model.heads)
+            model.heads.load_state_dict(state)
             changed = ", ".join(f"{k} {theirs[k]} -> {mine[k]}" for k in differ if k != "seed")
             log.info("heads initialised from %s%s", path, f" ({changed})" if changed else "")
         else:

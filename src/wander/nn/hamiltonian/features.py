@@ -201,6 +201,21 @@ class PairFeatures(nn.Module):
         return bank, scalars
 
 
+    def overlaps(self, density: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Invariants ``(P, channels x orders)``: ``mean_m A_i[c, L, m] A_j[c, L, m]`` of every density
+        channel ``c`` and order ``(L, p)``.
+
+        The bank of :meth:`forward` is linear in each density, so its invariants see the two
+        environments only through the bond direction: for a bond along the layer normal they
+        cannot tell the in-plane orientation of atom i's neighbours from atom j's (AA from AB
+        stacking above a vertical interlayer pair, whose hoppings differ by 15 % in DFT). The
+        contraction of the two densities with each other can (its L = 3 part goes as cos 3 of the
+        angle between the two trigonal environments).
+        """
+        bank_i = split_irreps(density[index[0]], self.density_irreps)
+        bank_j = split_irreps(density[index[1]], self.density_irreps)
+        return torch.cat([(bank_i[k] * bank_j[k]).mean(dim=2) for k in sorted(bank_i)], dim=1)
+
     def product(self, sh: torch.Tensor, density: torch.Tensor, index: torch.Tensor) -> Bank:
         """``split_irreps(self.tp(sh, cat([A_i, A_j])), irreps_tp)``, computed in the cheaper order.
 

@@ -62,6 +62,9 @@ class HeadsConfig:
         of MoS2) has none below L = 3, so with pz orbitals (default 2) the interlayer hoppings
         cannot depend on the bond direction relative to each layer's bonds (the cos 3 theta terms
         of Fang and Kaxiras, PRB 93, 235153 (2016)); ``feature_lmax: 3`` adds them.
+    pair_overlap : add the contractions ``A_i . A_j`` of the two atoms' densities (per channel and
+        order) to the pair invariants (:meth:`PairFeatures.overlaps`); without them the heads
+        cannot tell AA from AB stacking above a vertical interlayer pair
     hidden : hidden widths of the coefficient networks
     avg_neighbors : normalisation of ``A_i``
     output_scale : eV; the coefficient networks' outputs are multiplied by it (set it to the size
@@ -82,6 +85,7 @@ class HeadsConfig:
     tp_channels: int = 8
     n_rbf: int = 16
     feature_lmax: int | None = None
+    pair_overlap: bool = False
     hidden: tuple[int, ...] = (64, 64)
     avg_neighbors: float = 10.0
     output_scale: float = 1.0
@@ -179,7 +183,8 @@ class HamiltonianHeads(nn.Module):
         bank, _ = self.onsite_features(dummy)
         onsite_ch = {k: v.shape[1] for k, v in bank.items()}
 
-        n_pair_in = 2 * c.descriptor_dim + c.n_rbf + self.pair_features.n_scalars
+        self.n_overlaps = self.density.irreps_out.num_irreps if c.pair_overlap else 0
+        n_pair_in = 2 * c.descriptor_dim + c.n_rbf + self.pair_features.n_scalars + self.n_overlaps
         n_onsite_in = c.descriptor_dim + self.onsite_features.n_scalars
         self.couplings = nn.ModuleDict()
         self.heads = nn.ModuleDict()
@@ -299,7 +304,10 @@ class HamiltonianHeads(nn.Module):
         ii, jj = torch.cat([i, j]), torch.cat([j, i])
         rr, ss = torch.cat([r, r]), torch.cat([same, same])
         bank, scalars = self.pair_features(density, torch.stack([ii, jj]), torch.cat([vec, -vec]))
-        pair_inv = torch.cat([self.pair_rbf(rr), scalars], dim=1)
+        pair_inv = [self.pair_rbf(rr), scalars]
+        if self.n_overlaps:   # last columns of the first layer (a warm start pads them with zeros)
+            pair_inv.append(self.pair_features.overlaps(density, torch.stack([ii, jj])))
+        pair_inv = torch.cat(pair_inv, dim=1)
         # The coefficient MLPs read [d_i, d_j, pair invariants]. Their first layer is split by
         # columns, so the descriptor part is projected once per atom of this batch of pairs instead
         # of being copied into a (2P, 2F + ...) input (the same numbers, without that memory traffic).
