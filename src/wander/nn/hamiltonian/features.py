@@ -88,6 +88,11 @@ def split_irreps(x: torch.Tensor, irreps: o3.Irreps) -> Bank:
     return {k: torch.cat(v, dim=1) for k, v in out.items()}
 
 
+def _overlaps(bank_i: Bank, bank_j: Bank) -> torch.Tensor:
+    """``(P, channels x orders)``: ``mean_m bank_i[k][:, c, m] bank_j[k][:, c, m]`` per order k, in sorted order."""
+    return torch.cat([(bank_i[k] * bank_j[k]).mean(dim=2) for k in sorted(bank_i)], dim=1)
+
+
 def _merge(*banks: Bank) -> Bank:
     out: dict[tuple[int, int], list[torch.Tensor]] = {}
     for bank in banks:
@@ -189,16 +194,20 @@ class PairFeatures(nn.Module):
         self.tp = o3.FullyConnectedTensorProduct(self.irreps_sh, self.irreps_pair, self.irreps_tp)
         self.n_scalars = 2 * density_irreps.count("0e") + self.irreps_tp.count("0e")
 
-    def forward(self, density: torch.Tensor, index: torch.Tensor, vec: torch.Tensor
+    def forward(self, density: torch.Tensor, index: torch.Tensor, vec: torch.Tensor, overlaps: bool = False
                 ) -> tuple[Bank, torch.Tensor]:
-        """Bank ``{(L, p): (P, ch, 2L+1)}`` and invariants ``(P, n_scalars)`` of pairs ``index`` (2, P)."""
+        """Bank ``{(L, p): (P, ch, 2L+1)}`` and invariants ``(P, n_scalars)`` of pairs ``index`` (2, P);
+        with ``overlaps`` the invariants end with those of :meth:`overlaps` (from the same gathered
+        densities)."""
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
         a_i, a_j = density[index[0]], density[index[1]]
         bank_i, bank_j = split_irreps(a_i, self.density_irreps), split_irreps(a_j, self.density_irreps)
         prod = self.product(sh, density, index)
         bank = _merge(split_irreps(sh, self.irreps_sh), bank_i, bank_j, prod)
-        scalars = torch.cat([bank_i[(0, 1)][:, :, 0], bank_j[(0, 1)][:, :, 0], prod[(0, 1)][:, :, 0]], 1)
-        return bank, scalars
+        scalars = [bank_i[(0, 1)][:, :, 0], bank_j[(0, 1)][:, :, 0], prod[(0, 1)][:, :, 0]]
+        if overlaps:
+            scalars.append(_overlaps(bank_i, bank_j))
+        return bank, torch.cat(scalars, 1)
 
 
     def overlaps(self, density: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -212,9 +221,8 @@ class PairFeatures(nn.Module):
         contraction of the two densities with each other can (its L = 3 part goes as cos 3 of the
         angle between the two trigonal environments).
         """
-        bank_i = split_irreps(density[index[0]], self.density_irreps)
-        bank_j = split_irreps(density[index[1]], self.density_irreps)
-        return torch.cat([(bank_i[k] * bank_j[k]).mean(dim=2) for k in sorted(bank_i)], dim=1)
+        return _overlaps(split_irreps(density[index[0]], self.density_irreps),
+                         split_irreps(density[index[1]], self.density_irreps))
 
     def product(self, sh: torch.Tensor, density: torch.Tensor, index: torch.Tensor) -> Bank:
         """``split_irreps(self.tp(sh, cat([A_i, A_j])), irreps_tp)``, computed in the cheaper order.

@@ -303,11 +303,10 @@ class HamiltonianHeads(nn.Module):
         p = i.shape[0]
         ii, jj = torch.cat([i, j]), torch.cat([j, i])
         rr, ss = torch.cat([r, r]), torch.cat([same, same])
-        bank, scalars = self.pair_features(density, torch.stack([ii, jj]), torch.cat([vec, -vec]))
-        pair_inv = [self.pair_rbf(rr), scalars]
-        if self.n_overlaps:   # last columns of the first layer (a warm start pads them with zeros)
-            pair_inv.append(self.pair_features.overlaps(density, torch.stack([ii, jj])))
-        pair_inv = torch.cat(pair_inv, dim=1)
+        # with overlaps, they are the last invariants (a warm start pads their first-layer columns with zeros)
+        bank, scalars = self.pair_features(density, torch.stack([ii, jj]), torch.cat([vec, -vec]),
+                                           overlaps=bool(self.n_overlaps))
+        pair_inv = torch.cat([self.pair_rbf(rr), scalars], dim=1)
         # The coefficient MLPs read [d_i, d_j, pair invariants]. Their first layer is split by
         # columns, so the descriptor part is projected once per atom of this batch of pairs instead
         # of being copied into a (2P, 2F + ...) input (the same numbers, without that memory traffic).
