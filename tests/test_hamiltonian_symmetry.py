@@ -228,14 +228,9 @@ def test_pz_blocks_invariant_under_z_rotation_and_inplane_c2(pz_model):
     assert np.abs(h3 - h).max() > 1e-3
 
 
-def test_higher_feature_order_keeps_exact_equivariance():
-    """feature_lmax above the basis' 2 l_max: blocks still rotate with the Wigner matrices (s, p, d)."""
-    cfg = HeadsConfig(type_map=TYPE_MAP, orbitals=SPD, descriptor_dim=9, r_cut=4.5, r_near=2.6,
-                      near_width=0.4, r_env=3.5, layered=True, feature_lmax=5, **SMALL)
-    model = HamiltonianHeads(cfg)
-    assert model.density.lmax == 5 and model.pair_features.lmax == 5
-    atoms = cluster(1)
-    q = torch.as_tensor(Rotation.random(random_state=11).as_matrix())
+def assert_blocks_rotate(model: HamiltonianHeads, atoms: Atoms, q: torch.Tensor):
+    """All blocks of ``atoms`` moved by ``q`` equal ``D_i(q) H_ij D_j(q)^T`` (and do change); returns
+    ``directed_blocks`` of the unmoved atoms."""
     i, j, R, h = directed_blocks(model, atoms)
     moved = atoms.copy()
     moved.positions = atoms.positions @ q.numpy().T
@@ -244,6 +239,16 @@ def test_higher_feature_order_keeps_exact_equivariance():
     d = padded_wigner(model, q)
     assert np.abs(h2 - h).max() > 1e-3
     np.testing.assert_allclose(h2, d[z[i]] @ h @ np.transpose(d[z[j]], (0, 2, 1)), atol=TOL)
+    return i, j, R, h
+
+
+def test_higher_feature_order_keeps_exact_equivariance():
+    """feature_lmax above the basis' 2 l_max: blocks still rotate with the Wigner matrices (s, p, d)."""
+    cfg = HeadsConfig(type_map=TYPE_MAP, orbitals=SPD, descriptor_dim=9, r_cut=4.5, r_near=2.6,
+                      near_width=0.4, r_env=3.5, layered=True, feature_lmax=5, **SMALL)
+    model = HamiltonianHeads(cfg)
+    assert model.density.lmax == 5 and model.pair_features.lmax == 5
+    assert_blocks_rotate(model, cluster(1), torch.as_tensor(Rotation.random(random_state=11).as_matrix()))
     with pytest.raises(ValueError, match="feature_lmax"):
         HamiltonianHeads(HeadsConfig(type_map=TYPE_MAP, orbitals=SPD, descriptor_dim=9, feature_lmax=3))
 
@@ -470,16 +475,8 @@ def test_overlap_invariants_keep_exact_equivariance():
     cfg = HeadsConfig(type_map=TYPE_MAP, orbitals=SPD, descriptor_dim=9, r_cut=4.5, r_near=2.6,
                       near_width=0.4, r_env=3.5, layered=True, pair_overlap=True, **SMALL)
     model = HamiltonianHeads(cfg)
-    atoms = cluster(2)
     q = -torch.as_tensor(Rotation.random(random_state=5).as_matrix())   # a rotoreflection
-    i, j, R, h = directed_blocks(model, atoms)
-    moved = atoms.copy()
-    moved.positions = atoms.positions @ q.numpy().T
-    _, _, _, h2 = directed_blocks(model, moved)
-    z = species_of(atoms, model.type_map)
-    d = padded_wigner(model, q)
-    assert np.abs(h2 - h).max() > 1e-3
-    np.testing.assert_allclose(h2, d[z[i]] @ h @ np.transpose(d[z[j]], (0, 2, 1)), atol=TOL)
+    i, j, R, h = assert_blocks_rotate(model, cluster(2), q)
     look = _pair_lookup(i, j, R)
     rev = np.array([look[(int(b), int(a), *map(int, -r))] for a, b, r in zip(i, j, R)])
     np.testing.assert_allclose(h[rev], np.transpose(h, (0, 2, 1)), atol=TOL)

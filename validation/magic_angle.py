@@ -94,10 +94,11 @@ def structure(kind: str, m: int, distance: float, fmax: float, threads: int):
         atoms.positions[layer == 1, 2] += distance - _mean_distance(atoms)
         return atoms, {}
     cache = WORK / f"magic_relaxed_m{m}.extxyz"
+    model_id = _model_id()
     if cache.exists():
         relaxed = read(cache)
         info = json.loads(relaxed.info.get("relax_record", "{}"))
-        if info.get("forcefield_sha256") == _model_id():
+        if info.get("forcefield_sha256") == model_id:
             relaxed.arrays["layer"] = atoms.arrays["layer"]
             return relaxed, info
         print(f"{cache.name} was relaxed with another force field; relaxing again", flush=True)
@@ -110,7 +111,7 @@ def structure(kind: str, m: int, distance: float, fmax: float, threads: int):
     relaxed = relax(atoms, calc, fmax=fmax, steps=2000, cell="in-plane", optimizer="LBFGS", progress=True)
     info = {"relax_steps": int(relaxed.info["relax_steps"]), "relax_converged": bool(relaxed.info["relax_converged"]),
             "relax_fmax": float(relaxed.info["relax_fmax"]), "relax_fmax_target": fmax,
-            "relax_s": round(time.perf_counter() - t0, 1), "threads": threads, "forcefield_sha256": _model_id()}
+            "relax_s": round(time.perf_counter() - t0, 1), "threads": threads, "forcefield_sha256": model_id}
     out = relaxed.copy()
     out.calc = None
     out.info["relax_record"] = json.dumps(info)

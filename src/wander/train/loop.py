@@ -233,9 +233,11 @@ def _init_from(model: torch.nn.Module, path: str, cfg: Config) -> dict[str, Any]
         theirs = {k: v for k, v in HeadsConfig.from_dict(entry["heads_config"]).to_dict().items()
                   if k != "descriptor_mode"}          # through from_dict: defaults of newer keys
         differ = sorted(k for k in mine if mine[k] != theirs.get(k))
-        if not set(differ) - _HEADS_INIT_MAY_DIFFER and not (theirs.get("pair_overlap") and not mine["pair_overlap"]):
+        gains_overlaps = mine["pair_overlap"] and not theirs["pair_overlap"]
+        loses_overlaps = theirs["pair_overlap"] and not mine["pair_overlap"]
+        if not set(differ) - _HEADS_INIT_MAY_DIFFER and not loses_overlaps:
             state = entry["state_dict"]
-            if mine["pair_overlap"] and not theirs.get("pair_overlap"):
+            if gains_overlaps:
                 state = _pad_overlap_columns(state, model.heads)
             model.heads.load_state_dict(state)
             changed = ", ".join(f"{k} {theirs[k]} -> {mine[k]}" for k in differ if k != "seed")

@@ -89,7 +89,16 @@ def split_irreps(x: torch.Tensor, irreps: o3.Irreps) -> Bank:
 
 
 def _overlaps(bank_i: Bank, bank_j: Bank) -> torch.Tensor:
-    """``(P, channels x orders)``: ``mean_m bank_i[k][:, c, m] bank_j[k][:, c, m]`` per order k, in sorted order."""
+    """Overlap invariants ``(P, channels x orders)``: ``mean_m A_i[c, L, m] A_j[c, L, m]`` of every
+    density channel ``c`` and order ``(L, p)`` (sorted), from the split densities of both atoms.
+
+    The other pair invariants are linear in each density, so they see the two environments only
+    through the bond direction: for a bond along the layer normal they cannot tell the in-plane
+    orientation of atom i's neighbours from atom j's (AA from AB stacking above a vertical
+    interlayer pair, whose hoppings differ by 15 % in DFT). The contraction of the two densities
+    with each other can (its L = 3 part goes as cos 3 of the angle between the two trigonal
+    environments).
+    """
     return torch.cat([(bank_i[k] * bank_j[k]).mean(dim=2) for k in sorted(bank_i)], dim=1)
 
 
@@ -197,8 +206,7 @@ class PairFeatures(nn.Module):
     def forward(self, density: torch.Tensor, index: torch.Tensor, vec: torch.Tensor, overlaps: bool = False
                 ) -> tuple[Bank, torch.Tensor]:
         """Bank ``{(L, p): (P, ch, 2L+1)}`` and invariants ``(P, n_scalars)`` of pairs ``index`` (2, P);
-        with ``overlaps`` the invariants end with those of :meth:`overlaps` (from the same gathered
-        densities)."""
+        with ``overlaps`` the invariants end with the overlap invariants of :func:`_overlaps`."""
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
         a_i, a_j = density[index[0]], density[index[1]]
         bank_i, bank_j = split_irreps(a_i, self.density_irreps), split_irreps(a_j, self.density_irreps)
@@ -208,21 +216,6 @@ class PairFeatures(nn.Module):
         if overlaps:
             scalars.append(_overlaps(bank_i, bank_j))
         return bank, torch.cat(scalars, 1)
-
-
-    def overlaps(self, density: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Invariants ``(P, channels x orders)``: ``mean_m A_i[c, L, m] A_j[c, L, m]`` of every density
-        channel ``c`` and order ``(L, p)``.
-
-        The bank of :meth:`forward` is linear in each density, so its invariants see the two
-        environments only through the bond direction: for a bond along the layer normal they
-        cannot tell the in-plane orientation of atom i's neighbours from atom j's (AA from AB
-        stacking above a vertical interlayer pair, whose hoppings differ by 15 % in DFT). The
-        contraction of the two densities with each other can (its L = 3 part goes as cos 3 of the
-        angle between the two trigonal environments).
-        """
-        return _overlaps(split_irreps(density[index[0]], self.density_irreps),
-                         split_irreps(density[index[1]], self.density_irreps))
 
     def product(self, sh: torch.Tensor, density: torch.Tensor, index: torch.Tensor) -> Bank:
         """``split_irreps(self.tp(sh, cat([A_i, A_j])), irreps_tp)``, computed in the cheaper order.

@@ -63,7 +63,7 @@ class HeadsConfig:
         cannot depend on the bond direction relative to each layer's bonds (the cos 3 theta terms
         of Fang and Kaxiras, PRB 93, 235153 (2016)); ``feature_lmax: 3`` adds them.
     pair_overlap : add the contractions ``A_i . A_j`` of the two atoms' densities (per channel and
-        order) to the pair invariants (:meth:`PairFeatures.overlaps`); without them the heads
+        order) to the pair invariants (``PairFeatures.forward(..., overlaps=True)``); without them the heads
         cannot tell AA from AB stacking above a vertical interlayer pair
     hidden : hidden widths of the coefficient networks
     avg_neighbors : normalisation of ``A_i``
