@@ -221,3 +221,32 @@ def test_anchor_without_isolated_frames_falls_back_to_a_free_offset() -> None:
     assert rep["anchor_frames"] == 0
     with pytest.raises(ValueError, match="anchor must be"):
         refit_interlayer(model, frames, fit_configs="scan_*", steps=5, anchor="monolayer")
+
+
+def _z_force_rmse(model: ForceField, frames: list[Atoms]) -> float:
+    """RMSE (eV/A) of the out-of-plane forces of ``model`` against the labels of ``frames``."""
+    d = []
+    for a in frames:
+        out = model(AtomGraph.from_atoms(a, model.type_map, model.rcut), compute_virial=False)
+        d.append(out["forces"].detach().numpy()[:, 2] - a.get_forces()[:, 2])
+    return float(np.sqrt(np.mean(np.concatenate(d) ** 2)))
+
+
+def test_force_weight_pins_the_binding_slope_that_energies_at_one_distance_leave_open() -> None:
+    # Scan frames at one distance only: with a free offset their energies carry the registry
+    # dependence but not the slope of the binding curve, which their out-of-plane forces are.
+    truth = KolmogorovCrespi(params={"C0": 24e-3, "A": 14e-3, "delta": 0.75, "z0": 3.2})
+    reference = _model()
+    frames = _frames(reference, truth)
+    other = [a for a in frames if not a.info["config"].startswith("scan_345_")]
+    errors, reports = {}, {}
+    for weight in (0.0, 1e-2):
+        model = _model()
+        model.load_state_dict(reference.state_dict())
+        reports[weight] = refit_interlayer(model, frames, fit_configs="scan_345_*", steps=800, force_weight=weight)
+        errors[weight] = _z_force_rmse(model, other)
+    assert reports[1e-2]["force_weight"] == 1e-2 and reports[0.0]["force_weight"] == 0.0
+    assert reports[1e-2]["force_rmse_meV_A_fit"] < 0.2 * reports[1e-2]["force_rmse_meV_A_start"]
+    assert errors[1e-2] < 0.3 * errors[0.0]
+    with pytest.raises(ValueError, match="force_weight"):
+        refit_interlayer(_model(), frames, fit_configs="scan_*", steps=5, force_weight=-1.0)

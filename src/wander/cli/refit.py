@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--taper", type=float, nargs=2, default=None, metavar=("R_ON", "R_OFF"),
                         help="new range of the term before the refit (Angstrom): it goes to zero between "
                              "R_ON and R_OFF; e.g. 9 10 so that it carries the far-pair dispersion")
+    parser.add_argument("--force-weight", type=float, default=0.0, metavar="W",
+                        help="weight (A^2 per atom) of the fitted frames' forces, all components, against their "
+                             "energies per atom (default 0: energies only)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="leave out frames whose info['config'] matches (repeatable; e.g. 'blgal_*', "
                              "strongly distorted frames that should not move the energy bias)")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         frames = [a for a, h in zip(frames, hits) if not h]
     rep = refit_checkpoint(args.model, args.output, frames, fit_configs=args.fit_configs, steps=args.steps,
                            anchor=None if args.anchor == "none" else args.anchor,
-                           taper=None if args.taper is None else tuple(args.taper))
+                           taper=None if args.taper is None else tuple(args.taper), force_weight=args.force_weight)
     if args.taper is not None:
         print(f"interlayer term now tapers from {args.taper[0]:g} to {args.taper[1]:g} A")
     print(f"interlayer term refitted on {rep['frames_fitted']} frames: total-model RMSE on them "

@@ -32,7 +32,17 @@ from ase.io import read
 from wander.dft.dataset import _save_hamiltonians, load_hamiltonians
 from wander.dft.qe_input import atomic_write_text
 
-__all__ = ["layer_offsets", "remove_layer_offsets", "restore_layer_offsets"]
+__all__ = ["layer_offset", "layer_offsets", "remove_layer_offsets", "restore_layer_offsets"]
+
+
+def layer_offset(onsite: np.ndarray, layer: np.ndarray) -> float | None:
+    """Mean of ``onsite`` (eV) over the lower layer label minus the mean over the higher one, in meV;
+    None unless ``layer`` (one label per value) holds exactly two labels."""
+    labels = np.unique(layer)
+    if len(labels) != 2:
+        return None
+    lo, hi = labels
+    return float(1e3 * (onsite[layer == lo].mean() - onsite[layer == hi].mean()))
 
 
 def _onsite_slots(h: dict, f: int, layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +74,10 @@ def _offsets(h: dict, frames: dict, patterns: Sequence[str]) -> dict[str, float]
         layer = np.asarray(frames[name].arrays.get("layer", np.zeros(len(frames[name]), dtype=int)))
         if len(np.unique(layer)) != 2:
             continue
-        lo, hi = np.unique(layer)
         slots, lay = _onsite_slots(h, f, layer)
-        v = h["block_values"][slots]
-        if (lay == lo).any() and (lay == hi).any():
-            out[name] = float(1e3 * (v[lay == lo].mean() - v[lay == hi].mean()))
+        offset = layer_offset(h["block_values"][slots], lay)
+        if offset is not None:
+            out[name] = offset
     return out
 
 

@@ -70,22 +70,17 @@ def _fermi(frames: FrameSet, f: int, eig: np.ndarray, n_orb: int, n_electrons: d
 def _layer_offsets(atoms: Any, tgt: Any, blocks: list[np.ndarray]) -> tuple[float, ...] | None:
     """Mean onsite energy of layer 0 minus layer 1 (meV) of each of ``blocks``; None unless the
     frame has exactly two layers with onsite energies."""
+    from wander.dft.layer_offset import layer_offset
     from wander.nn.hamiltonian.categories import ONSITE
 
     layer = atoms.arrays.get("layer")
     if layer is None or len(np.unique(layer)) != 2:
         return None
-    lo, hi = np.unique(layer)
     on = np.flatnonzero(tgt.pairs.category == ONSITE)
     keep = np.diagonal(tgt.mask[on], axis1=1, axis2=2)
-    lay = np.broadcast_to(np.asarray(layer)[tgt.pairs.i[on]][:, None], keep.shape)
-    if not (keep & (lay == lo)).any() or not (keep & (lay == hi)).any():
-        return None
-    out = []
-    for b in blocks:
-        d = np.diagonal(b[on], axis1=1, axis2=2)
-        out.append(float(1e3 * (d[keep & (lay == lo)].mean() - d[keep & (lay == hi)].mean())))
-    return tuple(out)
+    lay = np.broadcast_to(np.asarray(layer)[tgt.pairs.i[on]][:, None], keep.shape)[keep]
+    out = [layer_offset(np.diagonal(b[on], axis1=1, axis2=2)[keep], lay) for b in blocks]
+    return None if out[0] is None else tuple(out)
 
 
 @torch.no_grad()

@@ -101,7 +101,7 @@ def _isolated(model, frames: Sequence[Atoms]) -> list[Atoms]:
 
 
 def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan_*", steps: int = 1500,
-                     lr: float = 0.02, anchor: str | None = None) -> dict[str, Any]:
+                     lr: float = 0.02, anchor: str | None = None, force_weight: float = 0.0) -> dict[str, Any]:
     """Refit ``model.interlayer`` with the network frozen, in place; returns a report.
 
     Parameters
@@ -118,6 +118,11 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
         ``None`` (default): a free offset. ``"isolated"``: the energy zero of the fit from the frames
         without interlayer pairs (module docstring); if there are none, the fit falls back to a free
         offset (reported as ``anchor_frames: 0``).
+    force_weight
+        Weight (A^2 per atom) of the fitted frames' force residuals, all three components, against
+        their energy residuals per atom; 0 (default) fits energies only. The out-of-plane forces of
+        the scan frames are the slope of the binding curve at each registry, which energies on a
+        few distances pin only loosely.
 
     Returns
     -------
@@ -139,6 +144,8 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
         raise ValueError(f"refit_interlayer: fit_configs {fit_configs!r} matches no frame (info['config'])")
     if anchor not in ("isolated", None):
         raise ValueError(f"refit_interlayer: anchor must be 'isolated' or None, got {anchor!r}")
+    if not (np.isfinite(force_weight) and force_weight >= 0):
+        raise ValueError(f"refit_interlayer: force_weight must be a finite number >= 0, got {force_weight!r}")
     labelled = [a for a in frames if "energy" in frame_labels(a)]
     model.eval()
     graphs = _graphs(model, scan)
@@ -155,8 +162,8 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
         per_type = _bias_per_atom(model, isolated)
         offset = torch.as_tensor(_type_counts(model, scan) @ per_type, dtype=baseline[0].dtype)
         baseline = (baseline[0] + offset, baseline[1])
-    fit = fit_interlayer(term, graphs, force_weight=0.0, steps=steps, lr=lr, baseline=baseline,
-                         free_offset=not isolated)
+    fit = fit_interlayer(term, graphs, force_weight=float(force_weight), in_plane_forces=False, steps=steps,
+                         lr=lr, baseline=baseline, free_offset=not isolated)
     after = _scan_rmse(model, batch)
     binding_after = float(term.energy_forces(batch)[0].detach().mean()) / n_scan
     # absolute energies: the new term carries a different constant; give it back to the bias
@@ -164,7 +171,7 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
     with torch.no_grad():
         model.fitting.bias_atom_e += torch.as_tensor(shift, dtype=model.fitting.bias_atom_e.dtype)
     return {"fit_configs": fit_configs, "frames_fitted": len(scan), "frames_bias": len(labelled),
-            "anchor": anchor, "anchor_frames": len(isolated),
+            "anchor": anchor, "anchor_frames": len(isolated), "force_weight": float(force_weight),
             "binding_meV_per_atom_before": 1e3 * binding_before, "binding_meV_per_atom_after": 1e3 * binding_after,
             "scan_rmse_meV_before": before, "scan_rmse_meV_after": after,
             "bias_shift_eV": {t: float(s) for t, s in zip(model.type_map, shift)}, **fit}
@@ -172,7 +179,8 @@ def refit_interlayer(model, frames: Sequence[Atoms], fit_configs: str = "blgscan
 
 def refit_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, frames: Sequence[Atoms],
                      fit_configs: str = "blgscan_*", steps: int = 1500,
-                     anchor: str | None = None, taper: tuple[float, float] | None = None) -> dict[str, Any]:
+                     anchor: str | None = None, taper: tuple[float, float] | None = None,
+                     force_weight: float = 0.0) -> dict[str, Any]:
     """:func:`refit_interlayer` on the force field of checkpoint ``src``, written to ``dst``.
 
     ``taper``: new ``(r_on, r_off)`` of the term (Angstrom) before the refit. A longer range lets the
@@ -196,7 +204,8 @@ def refit_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, frames: Seq
             raise ValueError(f"taper: need 0 < r_on < r_off, got {r_on}, {r_off}")
         il["r_on"], il["r_off"] = r_on, r_off
     model = forcefield_from_payload(payload)       # its config check covers the new taper too
-    report = refit_interlayer(model, frames, fit_configs=fit_configs, steps=steps, anchor=anchor)
+    report = refit_interlayer(model, frames, fit_configs=fit_configs, steps=steps, anchor=anchor,
+                              force_weight=force_weight)
     if taper is not None:
         report["taper"] = [r_on, r_off]
     payload["state_dict"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
