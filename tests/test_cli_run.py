@@ -176,15 +176,16 @@ def test_hamiltonian_cli_hopping_cutoff(tmp_path, capsys):
 
     assert dist(short).max() <= 7.0 + 1e-9 and dist(full).max() > 8.5
     assert short.n_hoppings == int((dist(full) <= 7.0).sum())
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="hopping cutoff applies to a model checkpoint"):
         cli_hamiltonian.run(parse(cli_hamiltonian, [str(structure), "--tb-model", "moon-koshino", "--hopping-cutoff",
                                                     "7", "-o", str(tmp_path / "x.npz")]))
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_run_refuses_hopping_cutoff_with_a_two_centre_model(tmp_path):
     args = parse(cli_run, ["--mn", "1", "2", "--tb-model", "moon-koshino", "--no-relax", "--hopping-cutoff", "7",
                            "-o", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="hopping-cutoff"):
+    with pytest.raises(ValueError, match="hopping cutoff applies to a model checkpoint"):
         cli_run.run(args)
     assert not (tmp_path / "x" / "summary.json").exists()
 

@@ -32,15 +32,11 @@ def run(args: argparse.Namespace) -> int:
 
     from wander.sim.predictors import predictor
 
-    atoms = read(args.structure)
-    if args.tb_model is not None:
-        if args.hopping_cutoff is not None:
-            raise SystemExit("--hopping-cutoff applies to a model's heads, not to --tb-model")
-        pred = predictor(tb_model=args.tb_model)
-    else:
-        from wander.pretrained import resolve_model
+    from wander.pretrained import resolve_model
 
-        pred = predictor(model=resolve_model(args.model), hopping_cutoff=args.hopping_cutoff)
+    atoms = read(args.structure)
+    pred = predictor(model=None if args.tb_model is not None else resolve_model(args.model),
+                     tb_model=args.tb_model, hopping_cutoff=args.hopping_cutoff)
     ham = pred(atoms)
     if str(args.output).endswith(".npz"):
         ham.save(args.output)

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from wander.sim.memory import InsufficientMemoryError
-    from wander.sim.predictors import checkpoint_predictor, pz_predictor
+    from wander.sim.predictors import predictor
     from wander.sim.workflow import run_workflow
 
     t0 = time.perf_counter()
@@ -90,12 +90,8 @@ def run(args: argparse.Namespace) -> int:
         from wander.calculator import WanderCalculator
 
         calc = WanderCalculator(ckpt, device=args.device, chunk_atoms=args.chunk_atoms, precision=args.precision)
-    if args.tb_model is not None:
-        if args.hopping_cutoff is not None:
-            raise ValueError("--hopping-cutoff applies to a model's heads, not to --tb-model")
-        pred = pz_predictor(args.tb_model)
-    else:
-        pred = checkpoint_predictor(ckpt, progress=not args.no_progress, hopping_cutoff=args.hopping_cutoff)
+    pred = predictor(model=None if args.tb_model is not None else ckpt, tb_model=args.tb_model,
+                     hopping_cutoff=args.hopping_cutoff, progress=not args.no_progress)
     mem = {"chunk_atoms": args.chunk_atoms}
     if args.tb_model is None:
         from wander.train.checkpoint import load_checkpoint

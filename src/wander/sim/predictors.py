@@ -113,11 +113,13 @@ def checkpoint_predictor(path: str | os.PathLike, chunk_atoms: int = 8192,
 
 
 def predictor(model: str | os.PathLike | None = None, tb_model: str | None = None,
-              hopping_cutoff: float | None = None) -> HamiltonianPredictor:
+              hopping_cutoff: float | None = None, progress: bool = False) -> HamiltonianPredictor:
     """Exactly one of a checkpoint path (``model``) or a pz model name (``tb_model``);
-    ``hopping_cutoff`` only with a checkpoint (see :func:`checkpoint_predictor`)."""
+    ``hopping_cutoff`` and ``progress`` only with a checkpoint (see :func:`checkpoint_predictor`)."""
     if (model is None) == (tb_model is None):
         raise ValueError("give exactly one Hamiltonian source: a model checkpoint or a tight-binding model name")
     if tb_model is not None and hopping_cutoff is not None:
         raise ValueError("a hopping cutoff applies to a model checkpoint's heads, not to a two-centre pz model")
-    return pz_predictor(tb_model) if tb_model is not None else checkpoint_predictor(model, hopping_cutoff=hopping_cutoff)
+    if tb_model is not None:
+        return pz_predictor(tb_model)
+    return checkpoint_predictor(model, progress=progress, hopping_cutoff=hopping_cutoff)
