@@ -5,8 +5,9 @@ then learns the rest of every frame. The network is not blind to the other layer
 the *total* model no longer reproduces the registry scan exactly: it shifts the binding minimum and
 the stacking energies by a few meV per cell, which is what a twisted-bilayer relaxation is most
 sensitive to. :func:`refit_interlayer` freezes the network and refits the eight parameters of the
-term to ``E_DFT - E_network`` on the scan frames (energies only), then re-centres (mean per-atom residual, each frame weighted alike) the per-type
-energy bias of the network on all given frames.
+term to ``E_DFT - E_network`` on the scan frames (energies; with ``force_weight`` their forces too,
+and the fit report's force RMSE covers all three components), then re-centres (mean per-atom
+residual, each frame weighted alike) the per-type energy bias of the network on all given frames.
 
 The energy zero of the fit is the binding energy. With a free offset (the scan frames' intralayer
 energy) the scan fixes only how the energy varies with registry and distance, not how deep the
